@@ -1,0 +1,60 @@
+# The book's commands. The two a new reader needs: `make book` (build the website) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+MATHJAX := _vendor/mathjax/tex-chtml.js
+SMOKE_SITE := _build/smoke/html
+NBVAL_DIR := _build/nbval
+
+.PHONY: help setup data export book test lint nbval-outputs bench publish clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/' | expand -t 16
+
+setup: $(INSTALLED) $(MATHJAX)  ## create .venv with the pinned packages, install `book` (editable), fetch MathJax
+
+$(INSTALLED): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(MATHJAX): | $(INSTALLED)
+	$(PY) -m book.site mathjax
+
+data: setup  ## find or fetch MNIST and Fashion-MNIST into data/ and verify their SHA-256
+	$(PY) -m book.data
+
+export: setup  ## regenerate book/ from the chapters' exported cells
+	$(PY) -m book.export
+
+book: setup data  ## execute every chapter (default profile, cached) and write the website to _build/html
+	$(PY) -m book.site build --out _build/html
+
+lint: setup
+	$(PY) -m ruff check book tests benchmarks
+
+test: setup data  ## lint, export check, unit tests, nbval over the chapters (smoke), browser test of the site
+	$(PY) -m ruff check book tests benchmarks
+	$(PY) -m book.export --check
+	$(PY) -m book.site build --profile smoke --out $(SMOKE_SITE)
+	$(PY) tests/nbval_harness.py prepare --out $(NBVAL_DIR)
+	BOOK_PROFILE=smoke BOOK_BUILD=1 BOOK_SITE=$(SMOKE_SITE) $(PY) -m pytest tests $(NBVAL_DIR) \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+
+nbval-outputs: setup data  ## re-record the outputs that nbval checks (review the diff before committing)
+	BOOK_PROFILE=smoke BOOK_BUILD=1 $(PY) tests/nbval_harness.py record
+
+bench: setup data  ## speed and memory ratios, measured side by side in one run (filled in by chapter 05)
+	$(PY) benchmarks/run.py
+
+publish: book  ## push _build/html to the gh-pages branch
+	$(VENV)/bin/ghp-import --no-jekyll --push --force _build/html
+
+clean:  ## remove builds, caches and trained models (keeps .venv and data/)
+	rm -rf _build .cache

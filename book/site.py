@@ -1,0 +1,148 @@
+"""Building the website: one build per profile, never mixing their outputs.
+
+Jupyter Book's execution cache (jupyter-cache) keys a notebook by its code only, and Sphinx re-reads a page
+only when its source changed. Neither knows about ``BOOK_PROFILE`` or about a change in ``book/``. So the
+cache and Sphinx's environment live under a *build key*: the profile plus a hash of ``book/*.py`` and the
+pinned requirements. A smoke build can then never serve its outputs to a cpu or gpu build (nor the reverse),
+and a change to the package re-executes the chapters that import it; rebuilding with nothing changed
+re-executes nothing.
+
+``python -m book.site build`` (``make book``) and ``python -m book.site mathjax`` (part of ``make setup``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from book.profiles import PROFILE_ENV, get_profile
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_ROOT = REPO_ROOT / "_build"
+KEY_FILE = ".book-build-key"
+
+MATHJAX_PACKAGE = "mathjax@3.2.2"
+# The registry's integrity digest of that tarball; npm checks it on download, and so do we after.
+MATHJAX_INTEGRITY = (
+    "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw=="
+)
+# Not under _static/: Jupyter Book would add every .js file there to every page as a <script>.
+MATHJAX_DIR = REPO_ROOT / "_vendor" / "mathjax"
+
+
+def build_key(profile: str) -> str:
+    """``<profile>-<hash>``: the hash covers ``book/*.py`` and ``requirements.txt``."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO_ROOT / "book").glob("*.py")) + [REPO_ROOT / "requirements.txt"]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return f"{profile}-{digest.hexdigest()[:12]}"
+
+
+def build_dir(key: str) -> Path:
+    """Everything one build key owns: execution cache, Sphinx doctrees, executed notebooks, html."""
+    return BUILD_ROOT / "cache" / key
+
+
+def build(profile_name: str | None, outdir: Path) -> int:
+    """Execute every chapter in the profile (cached) and publish the website to ``outdir``; 0 on success.
+
+    Sphinx writes into the build key's own folder; ``outdir`` then receives a copy, so switching profiles
+    back and forth never mixes pages, figures or executed notebooks of different builds.
+    """
+    from jupyter_book.sphinx import build_sphinx
+
+    profile = get_profile(profile_name)
+    key = build_key(profile.name)
+    base = build_dir(key)
+    os.environ[PROFILE_ENV] = profile.name
+    os.environ["BOOK_BUILD"] = "1"
+    print(f"building the book in profile {profile.name!r} (build {key}) into {outdir}")
+    result = build_sphinx(
+        str(REPO_ROOT),
+        str(base / "html"),
+        noconfig=True,
+        path_config=str(REPO_ROOT / "_config.yml"),
+        confoverrides={
+            "nb_execution_cache_path": str(base / "jupyter_cache"),
+            "latex_individualpages": False,  # jupyter-book's own CLI always passes this
+        },
+        doctreedir=str(base / "doctrees"),
+        warningiserror=True,
+        keep_going=True,
+    )
+    if result != 0:
+        return int(result) if isinstance(result, int) else 1
+    outdir = outdir.resolve()
+    staging = outdir.with_name(outdir.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(base / "html", staging)
+    (staging / KEY_FILE).write_text(key + "\n")
+    shutil.rmtree(outdir, ignore_errors=True)
+    staging.rename(outdir)
+    print(f"website written to {outdir}")
+    return 0
+
+
+def fetch_mathjax() -> Path:
+    """Unpack MathJax 3 (``es5/``) from the npm registry into ``_vendor/mathjax``, atomically."""
+    if (MATHJAX_DIR / "tex-chtml.js").exists():
+        return MATHJAX_DIR
+    if shutil.which("npm") is None:
+        raise RuntimeError(
+            "npm is needed once to fetch MathJax 3 (`apt-get install npm`, or install Node.js)"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            ["npm", "pack", MATHJAX_PACKAGE, "--json", "--pack-destination", tmp],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        info = json.loads(out.stdout)[0]
+        if info["integrity"] != MATHJAX_INTEGRITY:
+            raise RuntimeError(f"{MATHJAX_PACKAGE}: integrity {info['integrity']} != {MATHJAX_INTEGRITY}")
+        MATHJAX_DIR.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=MATHJAX_DIR.parent, prefix=".mathjax-"))
+        with tarfile.open(Path(tmp) / info["filename"]) as archive:
+            members = [m for m in archive.getmembers() if m.name.startswith("package/es5/")]
+            archive.extractall(staging, members=members, filter="data")
+        os.replace(staging / "package" / "es5", MATHJAX_DIR)
+        shutil.rmtree(staging)
+    return MATHJAX_DIR
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the book's website.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build_parser = sub.add_parser("build", help="execute the chapters and write the website")
+    build_parser.add_argument(
+        "--profile", default=None, help="smoke, cpu or gpu (default: $BOOK_PROFILE or auto)"
+    )
+    build_parser.add_argument("--out", type=Path, default=BUILD_ROOT / "html", help="output folder")
+    sub.add_parser("mathjax", help="fetch MathJax 3 into _vendor/mathjax")
+    sub.add_parser("profile", help="print the profile a build would use")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            return build(args.profile, args.out)
+        if args.command == "mathjax":
+            print(f"MathJax in {fetch_mathjax().relative_to(REPO_ROOT)}")
+            return 0
+        print(get_profile(None).name)
+        return 0
+    except (ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
