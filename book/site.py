@@ -38,39 +38,40 @@ MATHJAX_INTEGRITY = (
 MATHJAX_DIR = REPO_ROOT / "_vendor" / "mathjax"
 
 
-def build_key(profile: str) -> str:
+def build_key(profile: str, root: Path = REPO_ROOT) -> str:
     """``<profile>-<hash>``: the hash covers ``book/*.py`` and ``requirements.txt``."""
     digest = hashlib.sha256()
-    for path in sorted((REPO_ROOT / "book").glob("*.py")) + [REPO_ROOT / "requirements.txt"]:
+    for path in sorted((root / "book").glob("*.py")) + [root / "requirements.txt"]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return f"{profile}-{digest.hexdigest()[:12]}"
 
 
-def build_dir(key: str) -> Path:
+def build_dir(key: str, build_root: Path = BUILD_ROOT) -> Path:
     """Everything one build key owns: execution cache, Sphinx doctrees, executed notebooks, html."""
-    return BUILD_ROOT / "cache" / key
+    return build_root / "cache" / key
 
 
-def build(profile_name: str | None, outdir: Path) -> int:
+def build(profile_name: str | None, outdir: Path, *, source: Path = REPO_ROOT) -> int:
     """Execute every chapter in the profile (cached) and publish the website to ``outdir``; 0 on success.
 
     Sphinx writes into the build key's own folder; ``outdir`` then receives a copy, so switching profiles
-    back and forth never mixes pages, figures or executed notebooks of different builds.
+    back and forth never mixes pages, figures or executed notebooks of different builds. ``source`` is the
+    book's folder (``_config.yml``, ``_toc.yml``, chapters); the tests build small books elsewhere.
     """
     from jupyter_book.sphinx import build_sphinx
 
     profile = get_profile(profile_name)
     key = build_key(profile.name)
-    base = build_dir(key)
+    base = build_dir(key, source / "_build")
     os.environ[PROFILE_ENV] = profile.name
     os.environ["BOOK_BUILD"] = "1"
     print(f"building the book in profile {profile.name!r} (build {key}) into {outdir}")
     result = build_sphinx(
-        str(REPO_ROOT),
+        str(source),
         str(base / "html"),
         noconfig=True,
-        path_config=str(REPO_ROOT / "_config.yml"),
+        path_config=str(source / "_config.yml"),
         confoverrides={
             "nb_execution_cache_path": str(base / "jupyter_cache"),
             "latex_individualpages": False,  # jupyter-book's own CLI always passes this

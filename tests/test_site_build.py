@@ -1,0 +1,120 @@
+"""The website build (book/site.py): strict, cached per profile, never mixing profiles.
+
+Each test builds a one-page book in a temporary folder, in a subprocess (Sphinx and the kernel keep global
+state), with the project's own _config.yml.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from book.site import build_key
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# A page
+"""
+GOOD = (
+    HEADER
+    + """
+```{code-cell} ipython3
+import os
+print("built in profile", os.environ["BOOK_PROFILE"])
+```
+"""
+)
+
+
+def make_book(folder: Path, page: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "references.bib"):
+        shutil.copy(ROOT / name, folder / name)
+    (folder / "chapters" / "assets").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "chapters" / "assets" / "favicon.png", folder / "chapters" / "assets" / "favicon.png")
+    (folder / "_vendor").symlink_to(ROOT / "_vendor")
+    (folder / "_toc.yml").write_text("format: jb-book\nroot: chapters/page\n")
+    (folder / "chapters" / "page.md").write_text(page)
+    return folder
+
+
+def run_build(folder: Path, profile: str) -> subprocess.CompletedProcess:
+    code = (
+        "import sys; from pathlib import Path; from book.site import build; "
+        f"sys.exit(build({profile!r}, Path({str(folder / 'site')!r}), source=Path({str(folder)!r})))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "BOOK_PROFILE"},
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    folder = make_book(tmp_path_factory.mktemp("book"), GOOD)
+    return folder, run_build(folder, "smoke")
+
+
+def test_a_good_page_builds(built):
+    folder, result = built
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    html = (folder / "site" / "chapters" / "page.html").read_text()
+    assert "built in profile smoke" in html
+
+
+def test_profiles_have_their_own_cache_and_rebuilds_execute_nothing(built):
+    folder, _ = built
+    cpu = run_build(folder, "cpu")
+    assert cpu.returncode == 0, cpu.stderr[-3000:]
+    assert "Executing notebook" in cpu.stdout + cpu.stderr, "the cpu build reused the smoke outputs"
+    assert "built in profile cpu" in (folder / "site" / "chapters" / "page.html").read_text()
+    keys = sorted(p.name for p in (folder / "_build" / "cache").iterdir())
+    assert [k.split("-")[0] for k in keys] == ["cpu", "smoke"]
+
+    again = run_build(folder, "smoke")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Executing notebook" not in again.stdout + again.stderr, "an unchanged rebuild re-executed"
+    assert "built in profile smoke" in (folder / "site" / "chapters" / "page.html").read_text()
+
+
+def test_a_cell_error_fails_the_build(tmp_path):
+    folder = make_book(tmp_path, HEADER + "\n```{code-cell} ipython3\n1 / 0\n```\n")
+    result = run_build(folder, "smoke")
+    assert result.returncode != 0
+    assert "ZeroDivisionError" in result.stdout + result.stderr
+    assert not (folder / "site").exists(), "a failed build must not publish a site"
+
+
+def test_a_sphinx_warning_fails_the_build(tmp_path):
+    folder = make_book(tmp_path, GOOD + "\nSee {ref}`a-label-that-does-not-exist`.\n")
+    result = run_build(folder, "smoke")
+    assert result.returncode != 0
+    assert "a-label-that-does-not-exist" in result.stdout + result.stderr
+
+
+def test_build_key_depends_on_profile_and_package(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "module.py").write_text("x = 1\n")
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0\n")
+    first = build_key("smoke", tmp_path)
+    assert build_key("cpu", tmp_path) != first and first.startswith("smoke-")
+    (tmp_path / "book" / "module.py").write_text("x = 2\n")
+    assert build_key("smoke", tmp_path) != first
