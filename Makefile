@@ -47,8 +47,8 @@ test: setup data  ## lint, export check, unit tests, nbval over the chapters (sm
 	BOOK_PROFILE=smoke BOOK_BUILD=1 BOOK_SITE=$(SMOKE_SITE) $(PY) -m pytest tests $(NBVAL_DIR) \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
 
-nbval-outputs: setup data  ## re-record the outputs that nbval checks (review the diff before committing)
-	BOOK_PROFILE=smoke BOOK_BUILD=1 $(PY) tests/nbval_harness.py record
+nbval-outputs: setup data  ## re-record the outputs nbval checks (CHAPTERS=chapters/01_x.md for some); review the diff
+	BOOK_PROFILE=smoke BOOK_BUILD=1 $(PY) tests/nbval_harness.py record $(CHAPTERS)
 
 bench: setup data  ## speed and memory ratios, measured side by side in one run (filled in by chapter 05)
 	$(PY) benchmarks/run.py

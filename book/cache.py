@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import json
 import os
@@ -31,6 +32,7 @@ from book.profiles import current_profile
 
 CACHE_ENV = "BOOK_CACHE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = REPO_ROOT / "book"
 
 History = dict[str, list[float]]
 
@@ -56,11 +58,33 @@ def _module_source_name(obj: object) -> str:
     module = obj if inspect.ismodule(obj) else inspect.getmodule(obj)
     if module is None:
         raise ValueError(f"cannot find the module that defines {obj!r}; pass a module instead")
+    if module.__name__ == "__main__":
+        # The chapter that defines (and exports) a class runs its own copy in the notebook's __main__;
+        # hash the generated module that holds the same source, so that chapter and the later chapters,
+        # which import it from book/, share one key and one trained model.
+        return _exported_module_for(obj) or "__main__"
     return module.__name__
 
 
+def _exported_module_for(obj: object) -> str | None:
+    """The ``book`` module whose text contains ``obj``'s source (for a class: one of its methods')."""
+    candidates = [obj]
+    if inspect.isclass(obj):
+        candidates += [value for value in vars(obj).values() if inspect.isfunction(value)]
+    for candidate in candidates:
+        try:
+            source = inspect.getsource(candidate)
+        except (OSError, TypeError):
+            continue
+        for path in sorted(PACKAGE_DIR.glob("*.py")):
+            if source in path.read_text():
+                return f"book.{path.stem}"
+        return None
+    return None
+
+
 def _module_source(module_name: str) -> str:
-    module = sys.modules[module_name]
+    module = sys.modules.get(module_name) or importlib.import_module(module_name)
     try:
         return inspect.getsource(module)
     except (OSError, TypeError):

@@ -126,10 +126,11 @@ def prepare(chapter: Path, out_dir: Path, stored_dir: Path = STORED) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("record", help="execute the chapters and store the checked cells' outputs")
+    record_parser = sub.add_parser("record", help="execute the chapters and store the checked cells' outputs")
     prepare_parser = sub.add_parser("prepare", help="write the notebooks nbval runs")
     prepare_parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("chapters", nargs="*", type=Path, help="chapters (default: all)")
+    for command in (record_parser, prepare_parser):
+        command.add_argument("chapters", nargs="*", type=Path, help="chapters (default: all)")
     args = parser.parse_args(argv)
     selected = args.chapters or chapters()
     if args.command == "record":

@@ -79,3 +79,27 @@ def test_files_load_with_weights_only(tmp_path, monkeypatch):
     run = cache.load_or_train("tiny", make_model(), counting_trainer([]), hparams={}, profile="smoke")
     stored = torch.load(run.path, weights_only=True)
     assert set(stored) >= {"state_dict", "history"}
+
+
+def test_a_notebook_copy_of_an_exported_class_shares_its_key(tmp_path, monkeypatch):
+    """The defining chapter runs the exported cell in __main__; later chapters import it from book/."""
+    import importlib.util
+    import sys
+    import types
+
+    source = "class Exported:\n    def value(self):\n        return 41 + 1\n"
+    (tmp_path / "exported_demo.py").write_text("# GENERATED\n" + source)
+    monkeypatch.setattr(cache, "PACKAGE_DIR", tmp_path)
+    spec = importlib.util.spec_from_file_location("book.exported_demo", tmp_path / "exported_demo.py")
+    imported = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "book.exported_demo", imported)
+    spec.loader.exec_module(imported)
+    cell = tmp_path / "ipython" / "cell_1.py"  # where IPython keeps a cell's source
+    cell.parent.mkdir()
+    cell.write_text(source)
+    notebook = types.ModuleType("__main__")
+    exec(compile(source, str(cell), "exec"), notebook.__dict__)
+    monkeypatch.setitem(sys.modules, "__main__", notebook)
+    assert cache._module_source_name(notebook.Exported) == "book.exported_demo"
+    assert cache.code_hash([notebook.Exported]) == cache.code_hash([imported.Exported])
+    assert cache.code_hash([notebook.Exported]) != cache.code_hash([nn.Linear])
