@@ -13,8 +13,6 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from tqdm.auto import tqdm
-
 BUILD_ENV = "BOOK_BUILD"
 T = TypeVar("T")
 
@@ -27,6 +25,8 @@ def in_build() -> bool:
 def progress(iterable: Iterable[T], desc: str = "", total: int | None = None) -> Iterator[T]:
     """Iterate over ``iterable`` with a progress bar (tqdm), or one summary line inside a build."""
     if not in_build():
+        from tqdm.auto import tqdm  # a widget in Jupyter (ipywidgets), text in a terminal
+
         yield from tqdm(iterable, desc=desc, total=total, file=sys.stderr)
         return
     start, count = time.perf_counter(), 0
