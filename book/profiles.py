@@ -39,24 +39,59 @@ class Profile:
 
     name: str = field(metadata={"help": "profile name"})
     # Chapter 01: normalizing flows (reference: 250,000 points, 20 epochs, batch 128, 15 layers).
-    flow_points: int = _budget("ch01: training points", smoke=2_000, cpu=60_000, gpu=250_000)
+    flow_points: int = _budget("ch01: training points", smoke=2_000, cpu=80_000, gpu=250_000)
     flow_epochs: int = _budget("ch01: training epochs", smoke=1, cpu=8, gpu=20)
     flow_batch_size: int = _budget("ch01: batch size", smoke=128, cpu=128, gpu=128)
     flow_layers: int = _budget("ch01: affine coupling layers", smoke=15, cpu=15, gpu=15)
+    flow_grid_size: int = _budget("ch01: log-density grid rows", smoke=60, cpu=200, gpu=300)
     # Chapter 02: flow matching in 2D (reference: 250,000 points, 20 epochs, batch 128, Euler dt = 1/1000).
-    fm2d_points: int = _budget("ch02: training points", smoke=2_000, cpu=60_000, gpu=250_000)
-    fm2d_epochs: int = _budget("ch02: training epochs", smoke=1, cpu=8, gpu=20)
+    fm2d_points: int = _budget("ch02: training points", smoke=2_000, cpu=100_000, gpu=250_000)
+    fm2d_epochs: int = _budget("ch02: training epochs", smoke=1, cpu=15, gpu=20)
     fm2d_batch_size: int = _budget("ch02: batch size", smoke=128, cpu=128, gpu=128)
     fm2d_sampling_steps: int = _budget("ch02: Euler steps for samples", smoke=20, cpu=200, gpu=1_000)
+    fm2d_gaussian_points: int = _budget("ch02: points of the Gaussian target", smoke=2_000, cpu=20_000,
+                                        gpu=100_000)
+    fm2d_samples: int = _budget("ch02: samples per scatter plot", smoke=300, cpu=1_000, gpu=1_000)
+    fm2d_variance_samples: int = _budget("ch02: samples per variance curve", smoke=1_000, cpu=10_000,
+                                         gpu=20_000)
+    fm2d_class_samples: int = _budget("ch02: conditional samples", smoke=1_000, cpu=3_000, gpu=10_000)
+    fm2d_likelihood_steps: int = _budget("ch02: Heun steps for the log-likelihood", smoke=10, cpu=100,
+                                         gpu=500)
     # Chapters 03-05: images.
     mnist_train_images: int = _budget("ch03-05: training images used", smoke=1_024, cpu=60_000, gpu=60_000)
     image_batch_size: int = _budget("ch03-05: batch size", smoke=64, cpu=128, gpu=128)
     classifier_epochs: int = _budget("ch03: evaluation classifier epochs", smoke=1, cpu=2, gpu=5)
-    unet_epochs: int = _budget("ch03: flow-matching U-Net epochs", smoke=1, cpu=2, gpu=20)
-    ddpm_epochs: int = _budget("ch04: DDPM U-Net epochs", smoke=1, cpu=3, gpu=30)
-    translation_epochs: int = _budget("ch05: translation U-Net epochs", smoke=1, cpu=3, gpu=100)
-    fid_samples: int = _budget("ch03-05: samples per FID", smoke=256, cpu=2_000, gpu=10_000)
+    unet_epochs: int = _budget("ch03: flow-matching U-Net epochs", smoke=1, cpu=1, gpu=20)
+    ddpm_epochs: int = _budget("ch04: DDPM U-Net epochs", smoke=1, cpu=2, gpu=30)
+    ddpm_max_steps: int = _budget("ch04: most sampler steps in the step sweep (of 10, 20, 50, 100, 1000)",
+                                  smoke=10, cpu=50, gpu=1_000)
+    ddpm_sweep_samples: int = _budget("ch04: samples per point of the MNIST step and guidance sweeps",
+                                      smoke=40, cpu=500, gpu=10_000)
+    ddpm_guidance_steps: int = _budget("ch04: DDIM steps in the guidance sweep", smoke=2, cpu=20, gpu=100)
+    ddpm_compare_max_nfe: int = _budget("ch04: most NFE in the DDIM vs flow-matching comparison", smoke=4,
+                                        cpu=20, gpu=100)
+    ddpm_fashion_images: int = _budget("ch04: Fashion-MNIST training images", smoke=1_024, cpu=20_000,
+                                       gpu=60_000)
+    ddpm_fashion_epochs: int = _budget("ch04: Fashion-MNIST DDPM epochs", smoke=1, cpu=2, gpu=30)
+    ddpm_fashion_samples: int = _budget("ch04: samples per point of the Fashion-MNIST sweeps", smoke=40,
+                                        cpu=300, gpu=10_000)
+    translation_epochs: int = _budget("ch05: translation U-Net epochs", smoke=2, cpu=3, gpu=100)
+    translation_images: int = _budget("ch05: training images of each domain (MNIST, Fashion-MNIST)",
+                                      smoke=128, cpu=10_000, gpu=60_000)
+    translation_steps: int = _budget("ch05: Euler steps of a translation", smoke=5, cpu=20, gpu=100)
+    translation_eval_samples: int = _budget("ch05: translations per FID in the per-epoch curve", smoke=32,
+                                            cpu=256, gpu=2_000)
+    precision_steps: int = _budget("ch05: training steps per precision in the comparison", smoke=2, cpu=15,
+                                   gpu=300)
+    precision_samples: int = _budget("ch05: translations per precision (FID and timing)", smoke=64, cpu=256,
+                                     gpu=5_000)
+    timing_repeats: int = _budget("ch05: timed repeats per precision (after one warm-up)", smoke=1, cpu=3,
+                                  gpu=5)
+    fid_samples: int = _budget("ch03-05: samples per FID", smoke=128, cpu=1_000, gpu=10_000)
     image_sampling_steps: int = _budget("ch03-05: default sampler steps", smoke=5, cpu=50, gpu=100)
+    sampler_max_steps: int = _budget("ch03: most network evaluations in the sampler sweep (a power of 2)",
+                                     smoke=2, cpu=16, gpu=64)
+    encode_images: int = _budget("ch03: test images encoded and decoded", smoke=8, cpu=64, gpu=256)
 
 
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "cpu", "gpu")
