@@ -1,0 +1,136 @@
+"""Tests of book/evaluation.py: the Fréchet distance against closed forms, FID, the classifier."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from book.evaluation import (
+    MNISTClassifier,
+    class_accuracy,
+    classification_loss,
+    classifier_features,
+    fid,
+    frechet_distance,
+    gaussian_frechet_distance,
+    predicted_classes,
+    symmetric_sqrt,
+)
+from book.training import fit
+
+
+def random_gaussian(dim: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    mean = torch.randn(dim, generator=generator, dtype=torch.float64)
+    root = torch.randn(dim, dim, generator=generator, dtype=torch.float64) / math.sqrt(dim)
+    return mean, root @ root.T + 0.01 * torch.eye(dim, dtype=torch.float64), root
+
+
+def test_symmetric_sqrt_squares_back():
+    _, cov, _ = random_gaussian(12, torch.Generator().manual_seed(0))
+    root = symmetric_sqrt(cov)
+    torch.testing.assert_close(root @ root, cov)
+    torch.testing.assert_close(root, root.T)
+
+
+def test_identical_gaussians_have_distance_zero():
+    mean, cov, _ = random_gaussian(20, torch.Generator().manual_seed(1))
+    assert gaussian_frechet_distance(mean, cov, mean, cov) == pytest.approx(0.0, abs=1e-9)
+    features = torch.randn(500, 20, generator=torch.Generator().manual_seed(2))
+    assert frechet_distance(features, features) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_one_dimensional_closed_form():
+    # N(m1, s1^2) vs N(m2, s2^2): (m1 - m2)^2 + (s1 - s2)^2
+    value = gaussian_frechet_distance(torch.tensor([1.0]), torch.tensor([[4.0]]), torch.tensor([-2.0]),
+                                      torch.tensor([[0.25]]))
+    assert value == pytest.approx(9.0 + 1.5**2, rel=1e-12)
+
+
+def test_diagonal_closed_form():
+    mean_a, mean_b = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
+    var_a, var_b = torch.tensor([1.0, 4.0, 9.0]), torch.tensor([4.0, 1.0, 9.0])
+    expected = ((mean_a - mean_b) ** 2).sum() + ((var_a.sqrt() - var_b.sqrt()) ** 2).sum()
+    value = gaussian_frechet_distance(mean_a, torch.diag(var_a), mean_b, torch.diag(var_b))
+    assert value == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_general_covariances_match_scipy_sqrtm():
+    generator = torch.Generator().manual_seed(3)
+    mean_a, cov_a, _ = random_gaussian(30, generator)
+    mean_b, cov_b, _ = random_gaussian(30, generator)
+    trace_sqrt = np.trace(scipy.linalg.sqrtm(cov_a.numpy() @ cov_b.numpy()).real)
+    expected = ((mean_a - mean_b).pow(2).sum() + torch.trace(cov_a + cov_b)).item() - 2 * trace_sqrt
+    assert gaussian_frechet_distance(mean_a, cov_a, mean_b, cov_b) == pytest.approx(expected, rel=1e-9)
+
+
+def test_distance_from_samples_approaches_the_gaussians():
+    generator = torch.Generator().manual_seed(4)
+    mean_a, cov_a, root_a = random_gaussian(5, generator)
+    mean_b, cov_b, root_b = random_gaussian(5, generator)
+    n = 400_000
+    a = mean_a + torch.randn(n, 5, generator=generator, dtype=torch.float64) @ root_a.T
+    b = mean_b + torch.randn(n, 5, generator=generator, dtype=torch.float64) @ root_b.T
+    # the samples lack random_gaussian's 0.01 I: compare with the covariance root @ root.T
+    exact = gaussian_frechet_distance(mean_a, root_a @ root_a.T, mean_b, root_b @ root_b.T)
+    assert frechet_distance(a, b) == pytest.approx(exact, rel=0.02)
+
+
+def test_frechet_distance_is_symmetric_non_negative_and_invariant():
+    generator = torch.Generator().manual_seed(5)
+    a = torch.randn(300, 8, generator=generator)
+    b = 0.5 * torch.randn(400, 8, generator=generator) + 0.3
+    forward, backward = frechet_distance(a, b), frechet_distance(b, a)
+    assert forward > 0 and backward > 0
+    assert forward == pytest.approx(backward, rel=1e-9)
+    # a rotation and a common shift of the feature space change nothing
+    rotation, _ = torch.linalg.qr(torch.randn(8, 8, generator=generator))
+    shift = torch.randn(8, generator=generator)
+    assert frechet_distance(a @ rotation + shift, b @ rotation + shift) == pytest.approx(forward, rel=1e-6)
+
+
+def test_frechet_distance_refuses_bad_shapes():
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        frechet_distance(torch.randn(10), torch.randn(10, 2))
+    with pytest.raises(ValueError, match="N >= 2"):
+        frechet_distance(torch.randn(1, 3), torch.randn(10, 3))
+
+
+def test_classifier_shapes_and_features():
+    torch.manual_seed(0)
+    classifier = MNISTClassifier().eval()
+    images = torch.rand(7, 1, 28, 28)
+    assert classifier(images).shape == (7, 10)
+    features = classifier_features(classifier, images, batch_size=3)
+    assert features.shape == (7, MNISTClassifier.feature_dim) == (7, 84)
+    assert (features >= 0).all()  # after a ReLU
+    torch.testing.assert_close(features, classifier.features(images).detach())
+    assert predicted_classes(classifier, images).shape == (7,)
+
+
+def synthetic_task(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ten classes: a bright 7x7 square at one of ten positions, on faint noise, pixel values in [0, 1]."""
+    labels = torch.randint(0, 10, (n,), generator=generator)
+    images = 0.1 * torch.rand(n, 1, 28, 28, generator=generator)
+    for index, label in enumerate(labels.tolist()):
+        row, col = divmod(label, 5)
+        images[index, 0, 4 + 12 * row: 11 + 12 * row, 1 + 5 * col: 8 + 5 * col] = 1.0
+    return images, labels
+
+
+def test_classifier_learns_a_tiny_synthetic_task_and_fid_sees_the_difference():
+    generator = torch.Generator().manual_seed(6)
+    images, labels = synthetic_task(600, generator)
+    classifier = MNISTClassifier()
+    fit(classifier, classification_loss, (images, labels), epochs=2, batch_size=30, lr=3e-3, seed=0,
+        device=torch.device("cpu"), desc="synthetic classifier")
+    classifier.eval()
+    test_images, test_labels = synthetic_task(500, generator)
+    assert class_accuracy(classifier, test_images, test_labels) > 0.95
+    assert class_accuracy(classifier, test_images, (test_labels + 1) % 10) < 0.05
+    # FID: two draws of the same task are close; the task against noise is far
+    other_images, _ = synthetic_task(500, generator)
+    same = fid(classifier, test_images, other_images)
+    noise = fid(classifier, torch.rand(500, 1, 28, 28, generator=generator), other_images)
+    assert 0 <= same < noise / 10

@@ -1,0 +1,150 @@
+"""Tests of book/image_flow.py: pixel scaling, chunked solves, encoding, SciPy's reference solver, slerp."""
+
+import math
+
+import pytest
+import torch
+
+from book.image_flow import (
+    decode,
+    encode,
+    flow_matching_image_loss,
+    in_mixed_precision,
+    lerp,
+    mixed_precision,
+    sample_images,
+    slerp,
+    solve_images,
+    solve_ivp_reference,
+    to_model_space,
+    to_pixels,
+)
+from book.profiles import autocast_dtype
+from book.samplers import euler, heun
+from book.schedules import linear_schedule
+from book.unet import UNet, UNetConfig
+
+CPU = torch.device("cpu")
+
+
+def test_pixel_scaling_round_trip():
+    images = torch.rand(3, 1, 28, 28)
+    x = to_model_space(images)
+    assert x.min() >= -1 and x.max() <= 1
+    torch.testing.assert_close(to_pixels(x), images)
+    assert to_pixels(torch.tensor([-3.0, 3.0])).tolist() == [0.0, 1.0]  # clipped
+
+
+def test_mixed_precision_follows_the_profile():
+    with mixed_precision(CPU):
+        product = torch.randn(4, 4) @ torch.randn(4, 4)
+    assert product.dtype == autocast_dtype(CPU)
+    linear = torch.nn.Linear(4, 4)
+    assert in_mixed_precision(linear, CPU)(torch.randn(2, 4)).dtype == torch.float32
+
+
+def test_solve_images_in_chunks_equals_one_solve():
+    def field(x, t):
+        return torch.sin(x) * t[:, None, None, None] - x
+
+    x = torch.randn(7, 1, 4, 4)
+    chunked = solve_images(field, x, steps=10, method="heun", batch_size=3)
+    whole = heun(field, x, steps=10)
+    torch.testing.assert_close(chunked.samples, whole.samples)
+    assert chunked.nfe == 20
+
+
+def test_labels_travel_with_their_chunk():
+    def field(x, t, labels):
+        return labels.float()[:, None, None, None].expand_as(x)
+
+    labels = torch.arange(7)
+    result = solve_images(field, torch.zeros(7, 1, 2, 2), steps=4, labels=labels, batch_size=2)
+    torch.testing.assert_close(result.samples[:, 0, 0, 0], labels.float())
+
+
+def test_sample_images_is_reproducible_and_in_pixel_range():
+    def field(x, t):
+        return -x
+
+    first = sample_images(field, 5, steps=3, generator=torch.Generator().manual_seed(0), batch_size=2)
+    second = sample_images(field, 5, steps=3, generator=torch.Generator().manual_seed(0))
+    assert first.samples.shape == (5, 1, 28, 28)
+    assert first.samples.min() >= 0 and first.samples.max() <= 1
+    torch.testing.assert_close(first.samples, second.samples)
+
+
+def test_encode_then_decode_returns_the_images():
+    def field(x, t):  # smooth and non-linear
+        return 0.5 * torch.tanh(x) + t[:, None, None, None] - 0.5
+
+    images = 0.2 + 0.6 * torch.rand(4, 1, 28, 28)
+    latents = encode(field, images, steps=200, method="heun")
+    assert latents.times[0] == 1.0 and latents.times[-1] == 0.0
+    decoded = decode(field, latents.samples, steps=200, method="heun")
+    torch.testing.assert_close(decoded.samples, images, atol=1e-4, rtol=0)
+    coarse = decode(field, encode(field, images, steps=2).samples, steps=2)
+    assert (coarse.samples - images).abs().max() > 1e-3  # the discretization is not exactly invertible
+
+
+def test_scipy_round_trip_reproduces_euler_for_a_linear_velocity():
+    def field(x, t):
+        return -x
+
+    x = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    reference = solve_ivp_reference(field, x, rtol=1e-9, atol=1e-9, device=CPU)
+    torch.testing.assert_close(reference.samples, math.exp(-1) * x, atol=1e-6, rtol=0)
+    errors = [(euler(field, x, steps=k).samples - reference.samples).abs().max().item() for k in (100, 1000)]
+    assert errors[1] < 1e-3 and errors[0] / errors[1] == pytest.approx(10, rel=0.1)  # first order
+    assert reference.samples.shape == x.shape and reference.samples.dtype == torch.float32
+    assert reference.nfe > 0 and 0 < reference.network_seconds <= reference.seconds
+    backwards = solve_ivp_reference(field, reference.samples, rtol=1e-9, atol=1e-9, t_start=1.0, t_end=0.0,
+                                    device=CPU)
+    torch.testing.assert_close(backwards.samples, x, atol=1e-5, rtol=0)
+
+
+def test_scipy_counts_its_evaluations():
+    calls = []
+
+    def field(x, t):
+        calls.append(x.shape[0])
+        return torch.ones_like(x)
+
+    result = solve_ivp_reference(field, torch.zeros(5, 1, 2, 2), batch_size=2, device=CPU)
+    assert len(calls) == 3 * result.nfe  # three chunks of at most 2 images per evaluation
+    torch.testing.assert_close(result.samples, torch.ones(5, 1, 2, 2))
+
+
+def test_lerp_and_slerp():
+    z_a, z_b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    s = torch.linspace(0, 1, 5)
+    angles = s * math.pi / 2
+    torch.testing.assert_close(slerp(z_a, z_b, s), torch.stack([angles.cos(), angles.sin()], dim=1))
+    torch.testing.assert_close(lerp(z_a, z_b, s), torch.stack([1 - s, s], dim=1))
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 1, 28, 28, generator=generator)
+    b = b * a.norm() / b.norm()
+    path = slerp(a, b, s)
+    assert path.shape == (5, 1, 28, 28)
+    torch.testing.assert_close(path.flatten(1).norm(dim=1), torch.full((5,), a.norm().item()))
+    torch.testing.assert_close(slerp(a, 2 * a, s), lerp(a, 2 * a, s))  # parallel: falls back to lerp
+
+
+def test_image_loss_drops_labels_to_the_null_class():
+    seen = []
+    model = UNet(UNetConfig(num_classes=10, channels=(8, 16)))
+    forward = model.forward
+
+    def recording_forward(x, t, labels=None):
+        seen.append(labels)
+        return forward(x, t, labels)
+
+    model.forward = recording_forward
+    x1 = torch.rand(6, 1, 28, 28) * 2 - 1
+    labels = torch.arange(6)
+    loss = flow_matching_image_loss(model, x1, labels, schedule=linear_schedule, device=CPU,
+                                    label_dropout=1.0)
+    assert loss.dtype == torch.float32 and loss.ndim == 0
+    assert (seen[-1] == 10).all()
+    flow_matching_image_loss(model, x1, labels, schedule=linear_schedule, device=CPU, label_dropout=0.0)
+    assert torch.equal(seen[-1], labels)
