@@ -62,17 +62,17 @@ class Profile:
     image_batch_size: int = _budget("ch03-05: batch size", smoke=64, cpu=128, gpu=128)
     classifier_epochs: int = _budget("ch03: evaluation classifier epochs", smoke=1, cpu=2, gpu=5)
     unet_epochs: int = _budget("ch03: flow-matching U-Net epochs", smoke=1, cpu=1, gpu=20)
-    ddpm_epochs: int = _budget("ch04: DDPM U-Net epochs", smoke=1, cpu=2, gpu=30)
+    ddpm_epochs: int = _budget("ch04: DDPM U-Net epochs", smoke=1, cpu=1, gpu=20)
     ddpm_max_steps: int = _budget("ch04: most sampler steps in the step sweep (of 10, 20, 50, 100, 1000)",
                                   smoke=10, cpu=50, gpu=1_000)
     ddpm_sweep_samples: int = _budget("ch04: samples per point of the MNIST step and guidance sweeps",
                                       smoke=40, cpu=500, gpu=10_000)
-    ddpm_guidance_steps: int = _budget("ch04: DDIM steps in the guidance sweep", smoke=2, cpu=20, gpu=100)
+    ddpm_guidance_steps: int = _budget("ch04: DDIM steps in the guidance sweep", smoke=2, cpu=10, gpu=100)
     ddpm_compare_max_nfe: int = _budget("ch04: most NFE in the DDIM vs flow-matching comparison", smoke=4,
                                         cpu=20, gpu=100)
-    ddpm_fashion_images: int = _budget("ch04: Fashion-MNIST training images", smoke=1_024, cpu=20_000,
+    ddpm_fashion_images: int = _budget("ch04: Fashion-MNIST training images", smoke=1_024, cpu=30_000,
                                        gpu=60_000)
-    ddpm_fashion_epochs: int = _budget("ch04: Fashion-MNIST DDPM epochs", smoke=1, cpu=2, gpu=30)
+    ddpm_fashion_epochs: int = _budget("ch04: Fashion-MNIST DDPM epochs", smoke=1, cpu=1, gpu=20)
     ddpm_fashion_samples: int = _budget("ch04: samples per point of the Fashion-MNIST sweeps", smoke=40,
                                         cpu=300, gpu=10_000)
     translation_epochs: int = _budget("ch05: translation U-Net epochs", smoke=2, cpu=3, gpu=100)

@@ -1,0 +1,87 @@
+"""Tests of book/precision.py: autocast contexts, the loss scaler, the mixed-precision step, the timer."""
+
+import pytest
+import torch
+
+from book.precision import (
+    autocast,
+    grad_scaler,
+    in_precision,
+    precisions_to_measure,
+    time_call,
+    train_step,
+)
+
+CPU = torch.device("cpu")
+
+
+def test_autocast_runs_linear_layers_in_16_bits_and_float32_switches_it_off():
+    layer, x = torch.nn.Linear(8, 4), torch.randn(3, 8)
+    with autocast(CPU, torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16
+        with autocast(CPU, torch.float32):  # float32 overrides the enclosing autocast
+            assert layer(x).dtype == torch.float32
+    assert layer(x).dtype == torch.float32
+    assert layer.weight.dtype == torch.float32
+
+
+def test_autocast_refuses_other_types():
+    with pytest.raises(ValueError, match="float32, bfloat16, float16"):
+        autocast(CPU, torch.float64)
+
+
+def test_in_precision_returns_float32_close_to_the_float32_result():
+    layer, x = torch.nn.Linear(16, 16), torch.randn(5, 16)
+    output = in_precision(layer, CPU, torch.bfloat16)(x)
+    assert output.dtype == torch.float32
+    assert not torch.equal(output, layer(x))  # rounded to bfloat16 ...
+    assert torch.allclose(output, layer(x), atol=0.05)  # ... to about two or three digits
+
+
+def test_scaler_only_for_float16():
+    assert not grad_scaler(CPU, torch.bfloat16).is_enabled()
+    assert not grad_scaler(CPU, torch.float32).is_enabled()
+    assert precisions_to_measure(CPU) == [torch.float32, torch.bfloat16]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="float16 loss scaling: CUDA only")
+def test_scaler_scales_float16_losses_on_cuda():
+    device = torch.device("cuda")
+    scaler = grad_scaler(device, torch.float16)
+    assert scaler.is_enabled()
+    loss = torch.tensor(2.0, device=device)
+    assert scaler.scale(loss).item() == pytest.approx(2.0 * scaler.get_scale())
+    assert torch.float16 in precisions_to_measure(device)
+
+
+def regression_loss(forward, x, y):
+    return (forward(x) - y).pow(2).mean()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_train_step_matches_a_plain_adam_step_in_float32_and_learns_in_bfloat16(dtype):
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    model, reference = torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)
+    reference.load_state_dict(model.state_dict())
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    reference_optimizer = torch.optim.Adam(reference.parameters(), lr=0.05)
+    scaler = grad_scaler(CPU, dtype)
+    losses = []
+    for _ in range(20):
+        losses.append(train_step(model, regression_loss, (x, y), optimizer, scaler, device=CPU, dtype=dtype))
+        reference_loss = regression_loss(reference, x, y)
+        reference_optimizer.zero_grad()
+        reference_loss.backward()
+        reference_optimizer.step()
+    assert losses[-1] < 0.9 * losses[0]
+    if dtype == torch.float32:
+        assert torch.allclose(model.weight, reference.weight, atol=1e-6)
+
+
+def test_time_call_runs_warmup_and_repeats_and_refuses_no_repeats():
+    calls = []
+    seconds = time_call(lambda: calls.append(1), device=CPU, repeats=3, warmup=2)
+    assert len(calls) == 5 and seconds >= 0.0
+    with pytest.raises(ValueError, match="repeats"):
+        time_call(lambda: None, device=CPU, repeats=0)
