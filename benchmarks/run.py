@@ -1,28 +1,53 @@
 """`make bench`: measurements taken side by side in one run, printed as a table, written to JSON and a plot.
 
-Part of it so far: the execution time of each chapter per profile, read from the execution records that
-Jupyter Book's cache keeps for the latest build of each profile (nothing is re-executed). Chapter 05 adds
-the sampler-overhead and mixed-precision ratios.
+Three parts, all in this one process on this one machine:
+
+1. Sampler overhead: for Euler, Heun (chapter 2's `integrate`), DDPM and DDIM (chapter 4's samplers), the time
+   of the same number of bare network calls divided by the time of a full sampling run, i.e. the share of a
+   run spent in the network (the aim is at least 0.95). The network is chapter 3's U-Net, untrained (its
+   weights do not change its speed), under the book's autocast precision.
+2. Training throughput: images per second of a flow-matching training step of the same U-Net in float32 and
+   under autocast (bfloat16; float16 as well on CUDA), and their ratio (chapter 5's `book.precision`).
+3. The execution time of each chapter per profile, read from the execution records that Jupyter Book's cache
+   keeps for the latest build of each profile (nothing is re-executed).
+
+Timed calls alternate between the variants inside every repeat (so a change in the machine's load hits all of
+them alike), after one untimed warm-up call each; the table reports medians.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import platform
+import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 from jupyter_cache import get_cache  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "_build" / "bench"
 sys.path.insert(0, str(REPO_ROOT))
 
-from book.profiles import PROFILE_NAMES  # noqa: E402
+from book.ddpm import linear_beta_schedule, network_eps  # noqa: E402
+from book.diffusion_samplers import ddim_sample, ddpm_sample  # noqa: E402
+from book.flow_matching import flow_matching_loss  # noqa: E402
+from book.precision import grad_scaler, in_precision, precisions_to_measure, time_call, train_step  # noqa: E402
+from book.profiles import PROFILE_NAMES, autocast_dtype, choose_device  # noqa: E402
+from book.samplers import integrate  # noqa: E402
+from book.schedules import linear_schedule  # noqa: E402
 from book.site import BUILD_ROOT  # noqa: E402
+from book.unet import UNet, UNetConfig  # noqa: E402
+
+NETWORK_SHARE_AIM = 0.95
 
 
 def chapter_times() -> dict[str, dict[str, float]]:
@@ -44,37 +69,162 @@ def chapter_times() -> dict[str, dict[str, float]]:
     return times
 
 
-def main() -> int:
-    times = chapter_times()
-    if not times:
-        print("no build found: run `make book` (and/or `make test` for the smoke profile) first")
-        return 1
-    chapters = sorted({name for per in times.values() for name in per})
+def interleaved_medians(calls: dict[str, Callable[[], object]], device: torch.device,
+                        repeats: int) -> dict[str, float]:
+    """Median seconds of each call; one warm-up each, then ``repeats`` rounds that time every call once."""
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for round_index in range(repeats):
+        for name, call in calls.items():
+            seconds[name].append(time_call(call, device=device, repeats=1, warmup=int(round_index == 0)))
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+@torch.no_grad()
+def sampler_overhead(device: torch.device, *, batch: int, steps: int, repeats: int) -> list[dict]:
+    """For each sampler: the seconds of a run, of its NFE bare network calls, and their ratio."""
+    model = UNet(UNetConfig(num_classes=10)).to(device).eval()
+    dtype = autocast_dtype(device)
+    velocity = in_precision(model, device, dtype)  # what chapter 3's solve_images calls
+    eps = network_eps(model, 1000, device)  # what chapter 4's samplers call
+    schedule = linear_beta_schedule()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 1, 28, 28, generator=generator).to(device)
+    t_flow = torch.full((batch,), 0.5, device=device)
+    t_step = torch.full((batch,), 500, dtype=torch.long, device=device)
+
+    def bare_flow(nfe: int) -> Callable[[], object]:
+        return lambda: [velocity(x, t_flow) for _ in range(nfe)]
+
+    def bare_eps(nfe: int) -> Callable[[], object]:
+        return lambda: [eps(x, t_step, None) for _ in range(nfe)]
+
+    samplers = {
+        "Euler": (lambda: integrate(velocity, x, steps=steps, method="euler"), bare_flow(steps), steps),
+        "Heun": (lambda: integrate(velocity, x, steps=steps, method="heun"), bare_flow(2 * steps), 2 * steps),
+        "DDPM": (lambda: ddpm_sample(eps, x, schedule, steps=steps, generator=generator), bare_eps(steps),
+                 steps),
+        "DDIM": (lambda: ddim_sample(eps, x, schedule, steps=steps), bare_eps(steps), steps),
+    }
+    calls = {}
+    for name, (run, bare, _) in samplers.items():
+        calls[f"{name} run"], calls[f"{name} bare"] = run, bare
+    medians = interleaved_medians(calls, device, repeats)
+    return [{"sampler": name, "nfe": nfe, "batch": batch, "precision": str(dtype).removeprefix("torch."),
+             "run_seconds": medians[f"{name} run"], "network_seconds": medians[f"{name} bare"],
+             "network_share": medians[f"{name} bare"] / medians[f"{name} run"]}
+            for name, (_, _, nfe) in samplers.items()]
+
+
+def training_throughput(device: torch.device, *, batch: int, steps: int, repeats: int) -> list[dict]:
+    """Images per second of a flow-matching training step in each precision, and the ratio to float32."""
+    generator = torch.Generator().manual_seed(0)
+    x1 = torch.rand(batch, 1, 28, 28, generator=generator).to(device) * 2 - 1
+    setups = {}
+    for dtype in precisions_to_measure(device):
+        torch.manual_seed(0)
+        model = UNet(UNetConfig(num_classes=10)).to(device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        scaler = grad_scaler(device, dtype)
+
+        def run(model=model, optimizer=optimizer, scaler=scaler, dtype=dtype) -> None:
+            for _ in range(steps):
+                train_step(model, lambda forward, x: flow_matching_loss(forward, x, linear_schedule), (x1,),
+                           optimizer, scaler, device=device, dtype=dtype)
+
+        setups[str(dtype).removeprefix("torch.")] = run
+    medians = interleaved_medians(setups, device, repeats)
+    reference = batch * steps / medians["float32"]
+    return [{"precision": name, "batch": batch, "steps": steps, "images_per_second": batch * steps / seconds,
+             "ratio_to_float32": batch * steps / seconds / reference} for name, seconds in medians.items()]
+
+
+def machine() -> dict[str, str | int]:
+    device = choose_device()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    if device.type == "cpu" and Path("/proc/cpuinfo").exists():
+        name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name")), name)
+    return {"device": str(device), "name": name, "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "cpus": os.cpu_count() or 0,
+            "autocast": str(autocast_dtype(device)).removeprefix("torch.")}
+
+
+def plot(result: dict, path: Path) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    rows = result["sampler_overhead"]
+    axes[0].bar([r["sampler"] for r in rows], [r["network_share"] for r in rows], color="#1f77b4")
+    axes[0].axhline(NETWORK_SHARE_AIM, color="#d62728", linestyle="--", label=f"aim {NETWORK_SHARE_AIM}")
+    axes[0].set_ylim(0, max(1.1, 1.05 * max(r["network_share"] for r in rows)))
+    axes[0].set_ylabel("network time / sampling-run time")
+    axes[0].set_title(f"Sampler overhead (batch {rows[0]['batch']}, {rows[0]['precision']})")
+    axes[0].legend(loc="lower right")
+    rows = result["training_throughput"]
+    axes[1].bar([r["precision"] for r in rows], [r["images_per_second"] for r in rows], color="#ff7f0e")
+    axes[1].set_ylabel("training images per second")
+    axes[1].set_title(f"Training throughput (batch {rows[0]['batch']})")
+    times = result["chapter_seconds"]
     profiles = [p for p in PROFILE_NAMES if p in times]
-    print("chapter execution time (s), latest build of each profile")
-    print(f"{'chapter':<40}" + "".join(f"{p:>10}" for p in profiles))
-    for name in chapters:
-        print(f"{name:<40}" + "".join(f"{times[p].get(name, float('nan')):>10.1f}" for p in profiles))
-    print(f"{'total':<40}" + "".join(f"{sum(times[p].values()):>10.1f}" for p in profiles))
+    chapters = sorted({name for per in times.values() for name in per})
+    width = 0.8 / max(len(profiles), 1)
+    for index, profile in enumerate(profiles):
+        axes[2].bar([c + index * width for c in range(len(chapters))],
+                    [times[profile].get(name, 0.0) for name in chapters], width=width, label=profile)
+    axes[2].set_xticks([c + 0.4 - width / 2 for c in range(len(chapters))], [c[:2] for c in chapters])
+    axes[2].set_xlabel("chapter")
+    axes[2].set_ylabel("execution time (s)")
+    axes[2].set_title("Chapter execution time (latest builds)")
+    if profiles:
+        axes[2].legend(title="profile")
+    fig.suptitle(f"make bench on {result['machine']['name']} ({result['machine']['device']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=None, help="batch (default: 128 CPU, 512 GPU)")
+    parser.add_argument("--steps", type=int, default=10, help="sampler steps per run")
+    parser.add_argument("--train-steps", type=int, default=2, help="training steps per timed call")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (after one warm-up)")
+    args = parser.parse_args(argv)
+    device = choose_device()
+    batch = args.batch or (512 if device.type == "cuda" else 128)
+    result = {"machine": machine(),
+              "sampler_overhead": sampler_overhead(device, batch=batch, steps=args.steps,
+                                                   repeats=args.repeats),
+              "training_throughput": training_throughput(device, batch=batch, steps=args.train_steps,
+                                                         repeats=args.repeats),
+              "chapter_seconds": chapter_times()}
+
+    info = result["machine"]
+    print(f"make bench on {info['name']} ({info['device']}, {info['threads']} threads, "
+          f"torch {info['torch']})")
+    print(f"\nsampler overhead (batch {batch}, {info['autocast']}, median of {args.repeats}):")
+    print(f"{'sampler':<8}{'NFE':>5}{'run (s)':>10}{'network (s)':>13}{'network share':>15}")
+    for row in result["sampler_overhead"]:
+        print(f"{row['sampler']:<8}{row['nfe']:>5}{row['run_seconds']:>10.3f}{row['network_seconds']:>13.3f}"
+              f"{row['network_share']:>15.3f}")
+    print(f"\ntraining throughput (batch {batch}, {args.train_steps} steps per call, "
+          f"median of {args.repeats}):")
+    print(f"{'precision':<10}{'images/s':>10}{'ratio to float32':>18}")
+    for row in result["training_throughput"]:
+        print(f"{row['precision']:<10}{row['images_per_second']:>10.1f}{row['ratio_to_float32']:>18.2f}")
+    times = result["chapter_seconds"]
+    if times:
+        profiles = [p for p in PROFILE_NAMES if p in times]
+        chapters = sorted({name for per in times.values() for name in per})
+        print("\nchapter execution time (s), latest build of each profile:")
+        print(f"{'chapter':<40}" + "".join(f"{p:>10}" for p in profiles))
+        for name in chapters:
+            print(f"{name:<40}" + "".join(f"{times[p].get(name, float('nan')):>10.1f}" for p in profiles))
+        print(f"{'total':<40}" + "".join(f"{sum(times[p].values()):>10.1f}" for p in profiles))
+    else:
+        print("\nno build found for the chapter times: run `make book` (and/or `make test` for smoke) first")
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    (OUT_DIR / "bench.json").write_text(json.dumps({"chapter_seconds": times}, indent=2) + "\n")
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.8 / len(profiles)
-    for index, profile in enumerate(profiles):
-        ax.bar(
-            [c + index * width for c in range(len(chapters))],
-            [times[profile].get(name, 0.0) for name in chapters],
-            width=width,
-            label=profile,
-        )
-    ax.set_xticks([c + 0.4 - width / 2 for c in range(len(chapters))], chapters, rotation=20, ha="right")
-    ax.set_ylabel("execution time (s)")
-    ax.set_title("Chapter execution time per profile")
-    ax.legend(title="profile")
-    fig.tight_layout()
-    fig.savefig(OUT_DIR / "bench.png", dpi=120)
-    print(f"wrote {OUT_DIR / 'bench.json'} and {OUT_DIR / 'bench.png'}")
+    (OUT_DIR / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, OUT_DIR / "bench.png")
+    print(f"\nwrote {OUT_DIR / 'bench.json'} and {OUT_DIR / 'bench.png'}")
     return 0
 
 
