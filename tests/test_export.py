@@ -2,31 +2,15 @@
 
 import functools
 import importlib.util
-import textwrap
 
 import jupytext
 import pytest
 
 from book import export
 
-HEADER = """---
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-"""
+from chapter_text import myst_chapter
 
-
-def chapter(body: str) -> str:
-    return HEADER + textwrap.dedent(body)
-
-
-CHAPTER = chapter("""
+CHAPTER = myst_chapter("""
     # Squares
 
     ## The formula

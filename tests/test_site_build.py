@@ -16,18 +16,10 @@ import pytest
 
 from book.site import build_key
 
-ROOT = Path(__file__).resolve().parent.parent
-HEADER = """---
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
+from chapter_text import MYST_HEADER
 
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = MYST_HEADER + """
 # A page
 """
 GOOD = (
