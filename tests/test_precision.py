@@ -58,6 +58,26 @@ def regression_loss(forward, x, y):
     return (forward(x) - y).pow(2).mean()
 
 
+def test_float16_loss_scaling_skips_an_overflowing_step_and_backs_off():
+    # The float16 path runs on the CPU too (slowly): with targets of 1000 the scaled output gradient,
+    # 2 * 1000 / 64 * 65536, exceeds float16's largest value 65504, so the first step must be skipped and the
+    # scale halved; the scaler then finds a scale that fits and the steps go through.
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.full((64, 1), 1000.0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    scaler = grad_scaler(CPU, torch.float16)
+    assert scaler.is_enabled()
+    start, weight = scaler.get_scale(), model.weight.detach().clone()
+    first = train_step(model, regression_loss, (x, y), optimizer, scaler, device=CPU, dtype=torch.float16)
+    assert torch.equal(model.weight, weight)  # the step with infinite gradients was skipped
+    assert scaler.get_scale() == start / 2
+    losses = [train_step(model, regression_loss, (x, y), optimizer, scaler, device=CPU, dtype=torch.float16)
+              for _ in range(30)]
+    assert not torch.equal(model.weight, weight)
+    assert losses[-1] < first
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_train_step_matches_a_plain_adam_step_in_float32_and_learns_in_bfloat16(dtype):
     torch.manual_seed(0)
