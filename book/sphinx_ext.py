@@ -3,7 +3,8 @@
 * An ``.ipynb`` download for every chapter: myst-nb executes the MyST-Markdown chapters into
   ``jupyter_execute/`` (beside the html folder), and the book theme offers a notebook download only when
   ``ipynb_source`` is set, which nothing sets for text notebooks. This extension sets it and copies the
-  executed notebook (outputs included) next to the ``.md`` source under ``_sources/``.
+  executed notebook (outputs included) next to the ``.md`` source under ``_sources/``, without the stream
+  outputs that myst-nb's stream merging leaves in it twice (:func:`drop_merged_streams`).
 * A clear error when the locally served MathJax is missing, instead of a site whose math never renders.
 * Each inline script once: sphinx-thebe and sphinx-togglebutton register theirs twice under Jupyter Book
   1.0 (with Sphinx 7.4), and the second ``const THEBE_JS_URL`` is a SyntaxError in every page's console.
@@ -12,7 +13,7 @@
 
 from __future__ import annotations
 
-import shutil
+import json
 from pathlib import Path
 
 from sphinx.application import Sphinx
@@ -61,6 +62,34 @@ def _default_theme_mode(app: Sphinx, pagename: str, templatename: str, context: 
     context["default_mode"] = context.get("default_mode") or "light"
 
 
+def _text(output: dict) -> str:
+    text = output.get("text", "")
+    return "".join(text) if isinstance(text, list) else text
+
+
+def drop_merged_streams(notebook: dict) -> dict:
+    """Remove, in place, the stream outputs that myst-nb has already merged into an earlier one.
+
+    With ``nb_merge_streams``, myst-nb appends every later stream output of a cell (stdout to stdout, stderr
+    to stderr) to the first one *in place*, on the same notebook it writes to ``jupyter_execute/``, but keeps
+    the later outputs in that notebook too, so a download would show their lines twice. A later output is
+    dropped when the first output of its stream already contains its text (or it has none); any other is kept.
+    """
+    for cell in notebook.get("cells", []):
+        outputs, first, kept = cell.get("outputs") or [], {}, []
+        for output in outputs:
+            if output.get("output_type") == "stream":
+                name, text = output.get("name"), _text(output).rstrip()
+                if name not in first:
+                    first[name] = _text(output)
+                elif not text or text in first[name]:
+                    continue
+            kept.append(output)
+        if outputs:
+            cell["outputs"] = kept
+    return notebook
+
+
 def _copy_executed_notebooks(app: Sphinx, exception: Exception | None) -> None:
     if exception is not None or app.builder.format != "html":
         return
@@ -68,7 +97,12 @@ def _copy_executed_notebooks(app: Sphinx, exception: Exception | None) -> None:
     for notebook in executed.rglob("*.ipynb"):
         target = Path(app.outdir) / "_sources" / notebook.relative_to(executed)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(notebook, target)
+        content = json.loads(notebook.read_text(encoding="utf-8"))
+        if app.config.nb_merge_streams:
+            drop_merged_streams(content)
+        partial = target.with_suffix(".ipynb.partial")
+        partial.write_text(json.dumps(content, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        partial.replace(target)
 
 
 def setup(app: Sphinx) -> dict:

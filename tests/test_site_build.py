@@ -6,6 +6,7 @@ state), with the project's own _config.yml.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +29,16 @@ GOOD = (
 ```{code-cell} ipython3
 import os
 print("built in profile", os.environ["BOOK_PROFILE"])
+```
+
+```{code-cell} ipython3
+import sys
+import time
+
+print("first of two", "lines")  # the output differs from the source
+sys.stdout.flush()
+time.sleep(0.5)  # the kernel sends the two lines as two stream outputs
+print("second of two", "lines")
 ```
 """
 )
@@ -70,6 +81,22 @@ def test_a_good_page_builds(built):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     html = (folder / "site" / "chapters" / "page.html").read_text()
     assert "built in profile smoke" in html
+
+
+def test_the_downloadable_notebook_has_each_printed_line_once(built):
+    folder, result = built
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    notebook = json.loads((folder / "site" / "_sources" / "chapters" / "page.ipynb").read_text())
+    printed = "".join(
+        "".join(output.get("text", ""))
+        for cell in notebook["cells"]
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream"
+    )
+    assert printed.count("first of two lines") == 1, printed
+    assert printed.count("second of two lines") == 1, printed
+    html = (folder / "site" / "chapters" / "page.html").read_text()
+    assert html.count("second of two lines") == 1
 
 
 def test_profiles_have_their_own_cache_and_rebuilds_execute_nothing(built):
