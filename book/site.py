@@ -38,17 +38,35 @@ MATHJAX_INTEGRITY = (
 MATHJAX_DIR = REPO_ROOT / "_vendor" / "mathjax"
 
 
-def build_key(profile: str, root: Path = REPO_ROOT) -> str:
-    """``<profile>-<hash>``: the hash covers ``book/*.py`` and ``requirements.txt``."""
+# Build tooling that no chapter imports: a change to it re-renders the pages but re-executes nothing.
+SITE_MODULES = ("export.py", "site.py", "sphinx_ext.py")
+
+
+def _digest(paths: list[Path]) -> str:
     digest = hashlib.sha256()
-    for path in sorted((root / "book").glob("*.py")) + [root / "requirements.txt"]:
+    for path in paths:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    return f"{profile}-{digest.hexdigest()[:12]}"
+    return digest.hexdigest()[:12]
+
+
+def build_key(profile: str, root: Path = REPO_ROOT) -> str:
+    """``<profile>-<hash>``, the key of the execution cache: the hash covers ``requirements.txt`` and the
+    modules of ``book/`` that chapters run (all but :data:`SITE_MODULES`)."""
+    modules = [path for path in sorted((root / "book").glob("*.py")) if path.name not in SITE_MODULES]
+    return f"{profile}-{_digest(modules + [root / 'requirements.txt'])}"
+
+
+def site_key(root: Path = REPO_ROOT) -> str:
+    """``site-<hash>`` of :data:`SITE_MODULES`: Sphinx's state and the html live under it, so that a change
+    to the site's code renders every page afresh from the (unchanged) execution cache."""
+    modules = [root / "book" / name for name in SITE_MODULES]
+    return f"site-{_digest([path for path in modules if path.exists()])}"
 
 
 def build_dir(key: str, build_root: Path = BUILD_ROOT) -> Path:
-    """Everything one build key owns: execution cache, Sphinx doctrees, executed notebooks, html."""
+    """Everything one build key owns: the execution cache, and per :func:`site_key` Sphinx's doctrees, the
+    executed notebooks and the html."""
     return build_root / "cache" / key
 
 
@@ -64,19 +82,20 @@ def build(profile_name: str | None, outdir: Path, *, source: Path = REPO_ROOT) -
     profile = get_profile(profile_name)
     key = build_key(profile.name)
     base = build_dir(key, source / "_build")
+    rendered = base / site_key()
     os.environ[PROFILE_ENV] = profile.name
     os.environ["BOOK_BUILD"] = "1"
     print(f"building the book in profile {profile.name!r} (build {key}) into {outdir}")
     result = build_sphinx(
         str(source),
-        str(base / "html"),
+        str(rendered / "html"),
         noconfig=True,
         path_config=str(source / "_config.yml"),
         confoverrides={
             "nb_execution_cache_path": str(base / "jupyter_cache"),
             "latex_individualpages": False,  # jupyter-book's own CLI always passes this
         },
-        doctreedir=str(base / "doctrees"),
+        doctreedir=str(rendered / "doctrees"),
         warningiserror=True,
         keep_going=True,
     )
@@ -85,7 +104,10 @@ def build(profile_name: str | None, outdir: Path, *, source: Path = REPO_ROOT) -
     outdir = outdir.resolve()
     staging = outdir.with_name(outdir.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(base / "html", staging)
+    for stale in base.glob("site-*"):  # renderings by earlier versions of the site's code
+        if stale != rendered:
+            shutil.rmtree(stale, ignore_errors=True)
+    shutil.copytree(rendered / "html", staging)
     (staging / KEY_FILE).write_text(key + "\n")
     shutil.rmtree(outdir, ignore_errors=True)
     staging.rename(outdir)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from book.site import build_key
+from book.site import build_key, site_key
 
 from chapter_text import MYST_HEADER
 
@@ -137,3 +137,14 @@ def test_build_key_depends_on_profile_and_package(tmp_path):
     assert build_key("cpu", tmp_path) != first and first.startswith("smoke-")
     (tmp_path / "book" / "module.py").write_text("x = 2\n")
     assert build_key("smoke", tmp_path) != first
+
+
+def test_site_tooling_changes_the_rendering_key_not_the_execution_key(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "module.py").write_text("x = 1\n")
+    (tmp_path / "book" / "sphinx_ext.py").write_text("hook = 1\n")
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0\n")
+    execution, rendering = build_key("smoke", tmp_path), site_key(tmp_path)
+    (tmp_path / "book" / "sphinx_ext.py").write_text("hook = 2\n")
+    assert build_key("smoke", tmp_path) == execution
+    assert site_key(tmp_path) != rendering and rendering.startswith("site-")
