@@ -50,7 +50,7 @@ test: setup data  ## lint, export check, unit tests, nbval over the chapters (sm
 nbval-outputs: setup data  ## re-record the outputs nbval checks (CHAPTERS=chapters/01_x.md for some); review the diff
 	BOOK_PROFILE=smoke BOOK_BUILD=1 $(PY) tests/nbval_harness.py record $(CHAPTERS)
 
-bench: setup data  ## speed and memory ratios, measured side by side in one run (filled in by chapter 05)
+bench: setup  ## sampler overhead, training throughput per precision, chapter times (see README)
 	$(PY) benchmarks/run.py
 
 publish: book  ## push _build/html to the gh-pages branch

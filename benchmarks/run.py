@@ -42,7 +42,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from book.ddpm import linear_beta_schedule, network_eps  # noqa: E402
 from book.diffusion_samplers import ddim_sample, ddpm_sample  # noqa: E402
 from book.flow_matching import flow_matching_loss  # noqa: E402
-from book.precision import grad_scaler, in_precision, precisions_to_measure, time_call, train_step  # noqa: E402
+from book.image_flow import in_mixed_precision  # noqa: E402
+from book.precision import grad_scaler, precisions_to_measure, time_call, train_step  # noqa: E402
 from book.profiles import PROFILE_NAMES, autocast_dtype, choose_device  # noqa: E402
 from book.samplers import integrate  # noqa: E402
 from book.schedules import linear_schedule  # noqa: E402
@@ -71,6 +72,11 @@ def chapter_times() -> dict[str, dict[str, float]]:
     return times
 
 
+def table_axes(times: dict[str, dict[str, float]]) -> tuple[list[str], list[str]]:
+    """The profiles (in the book's order) and the chapters that ``times`` has."""
+    return [p for p in PROFILE_NAMES if p in times], sorted({name for per in times.values() for name in per})
+
+
 def interleaved_best(calls: dict[str, Callable[[], object]], device: torch.device,
                      repeats: int) -> dict[str, float]:
     """Fastest seconds of each call; one warm-up each, then ``repeats`` rounds that time every call once."""
@@ -86,7 +92,7 @@ def sampler_overhead(device: torch.device, *, batch: int, steps: int, repeats: i
     """For each sampler: the seconds of a run, of its NFE bare network calls, and their ratio."""
     model = UNet(UNetConfig(num_classes=10)).to(device).eval()
     dtype = autocast_dtype(device)
-    velocity = in_precision(model, device, dtype)  # what chapter 3's solve_images calls
+    velocity = in_mixed_precision(model, device)  # what chapter 3's solve_images calls
     eps = network_eps(model, 1000, device)  # what chapter 4's samplers call
     schedule = linear_beta_schedule()
     generator = torch.Generator().manual_seed(0)
@@ -100,10 +106,7 @@ def sampler_overhead(device: torch.device, *, batch: int, steps: int, repeats: i
     def bare_eps(nfe: int) -> Callable[[], object]:
         return lambda: [eps(x, t_step, None) for _ in range(nfe)]
 
-    def free_velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # a network that costs nothing
-        return x_t
-
-    def free_eps(x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    def free(x_t: torch.Tensor, *_: object) -> torch.Tensor:  # a velocity or noise network that costs nothing
         return x_t
 
     def flow_run(network: Callable, method: str) -> Callable[[], object]:
@@ -116,11 +119,11 @@ def sampler_overhead(device: torch.device, *, batch: int, steps: int, repeats: i
         return lambda: ddim_sample(network, x, schedule, steps=steps)
 
     samplers = {  # name: (full run, the same run with a free network, its bare network calls, NFE)
-        "Euler": (flow_run(velocity, "euler"), flow_run(free_velocity, "euler"), bare_flow(steps), steps),
-        "Heun": (flow_run(velocity, "heun"), flow_run(free_velocity, "heun"), bare_flow(2 * steps),
+        "Euler": (flow_run(velocity, "euler"), flow_run(free, "euler"), bare_flow(steps), steps),
+        "Heun": (flow_run(velocity, "heun"), flow_run(free, "heun"), bare_flow(2 * steps),
                  2 * steps),
-        "DDPM": (ddpm_run(eps), ddpm_run(free_eps), bare_eps(steps), steps),
-        "DDIM": (ddim_run(eps), ddim_run(free_eps), bare_eps(steps), steps),
+        "DDPM": (ddpm_run(eps), ddpm_run(free), bare_eps(steps), steps),
+        "DDIM": (ddim_run(eps), ddim_run(free), bare_eps(steps), steps),
     }
     calls = {}
     for name, (run, solver, bare, _) in samplers.items():
@@ -154,13 +157,11 @@ def training_throughput(device: torch.device, *, batch: int, steps: int, repeats
 
         setups[str(dtype).removeprefix("torch.")] = run
     best = interleaved_best(setups, device, repeats)
-    reference = batch * steps / best["float32"]
     return [{"precision": name, "batch": batch, "steps": steps, "images_per_second": batch * steps / seconds,
-             "ratio_to_float32": batch * steps / seconds / reference} for name, seconds in best.items()]
+             "ratio_to_float32": best["float32"] / seconds} for name, seconds in best.items()]
 
 
-def machine() -> dict[str, str | int]:
-    device = choose_device()
+def machine(device: torch.device) -> dict[str, str | int]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     if device.type == "cpu" and Path("/proc/cpuinfo").exists():
         name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -189,8 +190,7 @@ def plot(result: dict, path: Path) -> None:
     axes[1].set_ylabel("training images per second")
     axes[1].set_title(f"Training throughput (batch {rows[0]['batch']})")
     times = result["chapter_seconds"]
-    profiles = [p for p in PROFILE_NAMES if p in times]
-    chapters = sorted({name for per in times.values() for name in per})
+    profiles, chapters = table_axes(times)
     width = 0.8 / max(len(profiles), 1)
     for index, profile in enumerate(profiles):
         axes[2].bar([c + index * width for c in range(len(chapters))],
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     device = choose_device()
     batch = args.batch or (512 if device.type == "cuda" else 128)
-    result = {"machine": machine(),
+    result = {"machine": machine(device),
               "sampler_overhead": sampler_overhead(device, batch=batch, steps=args.steps,
                                                    repeats=args.repeats),
               "training_throughput": training_throughput(device, batch=batch, steps=args.train_steps,
@@ -244,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['precision']:<10}{row['images_per_second']:>10.1f}{row['ratio_to_float32']:>18.2f}")
     times = result["chapter_seconds"]
     if times:
-        profiles = [p for p in PROFILE_NAMES if p in times]
-        chapters = sorted({name for per in times.values() for name in per})
+        profiles, chapters = table_axes(times)
         print("\nchapter execution time (s), latest build of each profile:")
         print(f"{'chapter':<40}" + "".join(f"{p:>10}" for p in profiles))
         for name in chapters:
