@@ -99,15 +99,14 @@ def solve_images(
         seconds.
     """
     device = device or x.device
+    forward = in_mixed_precision(velocity, device)
     chunks, seconds, nfe, times = [], 0.0, 0, None
     for start in range(0, x.shape[0], batch_size):
         chunk = x[start:start + batch_size].to(device, torch.float32)
         chunk_labels = None if labels is None else labels[start:start + batch_size].to(device)
 
         def field(x_t: Tensor, t: Tensor, chunk_labels: Tensor | None = chunk_labels) -> Tensor:
-            with mixed_precision(device):
-                output = velocity(x_t, t) if chunk_labels is None else velocity(x_t, t, chunk_labels)
-            return output.float()
+            return forward(x_t, t) if chunk_labels is None else forward(x_t, t, chunk_labels)
 
         result = integrate(field, chunk, steps=steps, method=method, t_start=t_start, t_end=t_end)
         chunks.append(result.samples.cpu())
@@ -179,6 +178,7 @@ def solve_ivp_reference(
     """
     device = device or x.device
     shape = x.shape
+    forward = in_mixed_precision(velocity, device)
     network_seconds = 0.0
 
     def right_hand_side(t: float, state: np.ndarray) -> np.ndarray:
@@ -188,9 +188,7 @@ def solve_ivp_reference(
         slopes = []
         with torch.no_grad():
             for chunk in x_t.split(batch_size):
-                with mixed_precision(device):
-                    slope = velocity(chunk, torch.full((chunk.shape[0],), t, device=device))
-                slopes.append(slope.float())
+                slopes.append(forward(chunk, torch.full((chunk.shape[0],), t, device=device)))
         slope = torch.cat(slopes)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
