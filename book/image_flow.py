@@ -12,11 +12,13 @@ import scipy.integrate
 import torch
 from torch import Tensor
 
+from book.cache import CachedRun, load_or_train
 from book.flow_matching import flow_matching_loss
-from book.profiles import autocast_dtype
+from book.profiles import autocast_dtype, seed_everything
 from book.samplers import SamplerResult, integrate
-from book.schedules import Schedule
-from book.unet import drop_labels
+from book.schedules import Schedule, get_schedule
+from book.training import fit
+from book.unet import UNet, UNetConfig, drop_labels
 
 
 # Defined in chapters/03_unets_and_images.md, section "The data and its scaling".
@@ -68,6 +70,37 @@ def flow_matching_image_loss(model: torch.nn.Module, x1: Tensor, labels: Tensor 
         return flow_matching_loss(forward, x1, schedule)
     labels = drop_labels(labels, label_dropout, model.config.null_class)
     return flow_matching_loss(forward, x1, schedule, labels=labels)
+
+
+# Defined in chapters/03_unets_and_images.md, section "Training with the linear and the cosine schedule".
+LABEL_DROPOUT = 0.2
+"""The share of training batches whose labels become the null class (:func:`book.unet.drop_labels`)."""
+
+
+def trained_flow_unet(schedule_name: str, images: Tensor, labels: Tensor, *, epochs: int, batch_size: int,
+                      device: torch.device, lr: float = 2e-3, seed: int = 0) -> CachedRun:
+    """The class-conditional stronger U-Net trained by flow matching on ``images`` (N, 1, 28, 28) in model
+    space with their ``labels`` (N,), under one schedule, through the model cache (chapters 3 and 4 share it).
+
+    Returns:
+        the :class:`~book.cache.CachedRun` (``model``, ``history``, ``from_cache``).
+    """
+    config = UNetConfig(num_classes=10)
+    schedule = get_schedule(schedule_name)
+    hparams = {"schedule": schedule_name, "config": repr(config), "images": len(images), "epochs": epochs,
+               "batch_size": batch_size, "lr": lr, "label_dropout": LABEL_DROPOUT, "seed": seed}
+
+    def loss_fn(model: torch.nn.Module, x1: Tensor, batch_labels: Tensor) -> Tensor:
+        return flow_matching_image_loss(model, x1, batch_labels, schedule=schedule, device=device,
+                                        label_dropout=LABEL_DROPOUT)
+
+    seed_everything(seed)
+    return load_or_train(
+        f"fm-unet-{schedule_name}", UNet(config),
+        lambda model: fit(model, loss_fn, (images, labels), epochs=epochs, batch_size=batch_size, lr=lr,
+                          seed=seed, device=device, desc=f"flow matching, {schedule_name} schedule"),
+        hparams=hparams, code=[fit, flow_matching_loss, flow_matching_image_loss],
+    )
 
 
 # Defined in chapters/03_unets_and_images.md, section "Sampling images".

@@ -18,6 +18,7 @@ from book.image_flow import (
     solve_ivp_reference,
     to_model_space,
     to_pixels,
+    trained_flow_unet,
 )
 from book.profiles import autocast_dtype
 from book.samplers import euler, heun
@@ -148,3 +149,22 @@ def test_image_loss_drops_labels_to_the_null_class():
     assert (seen[-1] == 10).all()
     flow_matching_image_loss(model, x1, labels, schedule=linear_schedule, device=CPU, label_dropout=0.0)
     assert torch.equal(seen[-1], labels)
+
+
+def test_trained_flow_unet_is_cached_per_schedule_and_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_CACHE", str(tmp_path))
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(8, 1, 28, 28, generator=generator) * 2 - 1, torch.arange(8) % 10
+    cpu = torch.device("cpu")
+
+    def train(schedule_name, count=8):
+        return trained_flow_unet(schedule_name, images[:count], labels[:count], epochs=1, batch_size=4,
+                                 device=cpu)
+
+    first = train("linear")
+    again = train("linear")
+    assert not first.from_cache and again.from_cache  # chapter 4 gets chapter 3's weights, not a retraining
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, again.model.state_dict()[name]), name
+    assert not train("cosine").from_cache
+    assert not train("linear", count=4).from_cache
