@@ -11,7 +11,7 @@ from torch import Tensor
 
 from book.cache import CachedRun, load_or_train
 from book.data import load_images
-from book.image_flow import mixed_precision, to_model_space
+from book.image_flow import in_mixed_precision, to_model_space
 from book.profiles import choose_device, current_profile, seed_everything
 from book.training import fit
 from book.unet import UNet, UNetConfig, drop_labels
@@ -125,9 +125,8 @@ def network_eps(model: torch.nn.Module, num_steps: int, device: torch.device | N
     """
 
     def eps(x_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
-        with mixed_precision(device or x_t.device):
-            output = model(x_t, t.to(torch.float32) / num_steps, labels)
-        return output.float()
+        forward = in_mixed_precision(model, device or x_t.device)
+        return forward(x_t, t.to(torch.float32) / num_steps, labels)
 
     return eps
 

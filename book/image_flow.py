@@ -32,25 +32,34 @@ def to_pixels(x: Tensor) -> Tensor:
     return ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def mixed_precision(device: torch.device) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast on ``device`` where :func:`book.profiles.autocast_dtype` says it is fast, else none.
+def mixed_precision(device: torch.device,
+                    dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device``; by default the fast 16-bit type, bfloat16, where it is fast.
 
-    Convolutions and matrix products inside the context run in bfloat16; code outside it (losses, ODE steps,
-    metrics) stays in float32.
+    Convolutions and matrix products inside the context run in ``dtype``; code outside it (losses, ODE steps,
+    metrics) stays in float32. ``dtype=None`` takes :func:`book.profiles.autocast_dtype` (bfloat16 where the
+    hardware runs it fast, else float32); float32 switches autocast off, also inside an enclosing autocast.
+
+    Raises:
+        ValueError: for a dtype other than float32, bfloat16 and float16.
     """
-    dtype = autocast_dtype(device)
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    dtype = autocast_dtype(device) if dtype is None else dtype
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"unsupported precision {dtype}; choose one of float32, bfloat16, float16")
+    return torch.autocast(device.type, dtype=dtype if dtype != torch.float32 else None,
+                          enabled=dtype != torch.float32)
 
 
-def in_mixed_precision(model: Callable[..., Tensor], device: torch.device) -> Callable[..., Tensor]:
+def in_mixed_precision(model: Callable[..., Tensor], device: torch.device,
+                       dtype: torch.dtype | None = None) -> Callable[..., Tensor]:
     """``model`` called under :func:`mixed_precision`, its output cast to float32.
 
-    Pass the result to :func:`book.flow_matching.flow_matching_loss`, so the network runs in bfloat16 and the
-    loss is computed in float32.
+    Pass the result to :func:`book.flow_matching.flow_matching_loss` or to a sampler, so the network runs in
+    16 bits and the loss and the ODE steps in float32.
     """
 
     def forward(*args: Tensor) -> Tensor:
-        with mixed_precision(device):
+        with mixed_precision(device, dtype):
             output = model(*args)
         return output.float()
 

@@ -2,7 +2,6 @@
 # Do not edit: change the chapter, then run `make export`.
 """Code exported from chapters/05_translation_and_mixed_precision.md."""
 
-import contextlib
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -10,36 +9,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from book.image_flow import in_mixed_precision
+
+
 # Defined in chapters/05_translation_and_mixed_precision.md, section "The few lines that switch it on".
-PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                                      "float16": torch.float16}
-"""The precisions the book measures, by name."""
-
-
-def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """Autocast to ``dtype`` on ``device``; float32 switches autocast off (also inside an enclosing one).
-
-    Raises:
-        ValueError: for a dtype other than float32, bfloat16 and float16.
-    """
-    if dtype not in PRECISIONS.values():
-        raise ValueError(f"unsupported precision {dtype}; choose one of {', '.join(PRECISIONS)}")
-    return torch.autocast(device.type, dtype=dtype if dtype != torch.float32 else None,
-                          enabled=dtype != torch.float32)
-
-
-def in_precision(model: Callable[..., Tensor], device: torch.device,
-                 dtype: torch.dtype) -> Callable[..., Tensor]:
-    """``model`` called under :func:`autocast`, its output cast to float32 (for losses and ODE steps)."""
-
-    def forward(*args: Tensor) -> Tensor:
-        with autocast(device, dtype):
-            output = model(*args)
-        return output.float()
-
-    return forward
-
-
 def precisions_to_measure(device: torch.device) -> list[torch.dtype]:
     """float32 and bfloat16 everywhere, plus float16 on CUDA (CPUs have no fast float16 kernels)."""
     return [torch.float32, torch.bfloat16] + ([torch.float16] if device.type == "cuda" else [])
@@ -55,11 +28,12 @@ def train_step(model: torch.nn.Module, loss_fn: Callable[..., Tensor], batch: Se
                dtype: torch.dtype) -> float:
     """One optimizer step in mixed precision; returns the (float32) loss.
 
-    ``loss_fn(forward, *batch)`` receives the network wrapped by :func:`in_precision`, so the network runs
-    in ``dtype`` and the loss in float32. The scaler multiplies the loss before the backward pass and
-    unscales the gradients (skipping the step on an overflow) when it is enabled; otherwise it does nothing.
+    ``loss_fn(forward, *batch)`` receives the network wrapped by :func:`book.image_flow.in_mixed_precision`,
+    so the network runs in ``dtype`` and the loss in float32. The scaler multiplies the loss before the
+    backward pass and unscales the gradients (skipping the step on an overflow) when it is enabled; otherwise
+    it does nothing.
     """
-    loss = loss_fn(in_precision(model, device, dtype), *batch)
+    loss = loss_fn(in_mixed_precision(model, device, dtype), *batch)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from book.flow_matching import flow_matching_loss
-from book.image_flow import decode, in_mixed_precision, mixed_precision, to_model_space, to_pixels
+from book.image_flow import decode, in_mixed_precision, to_model_space, to_pixels
 from book.samplers import SamplerResult, integrate
 from book.schedules import Schedule
 
@@ -53,11 +53,6 @@ def translate(velocity: Callable[[Tensor, Tensor], Tensor], source01: Tensor, *,
 def translation_trajectory(velocity: Callable[[Tensor, Tensor], Tensor], source01: Tensor, *, steps: int,
                            device: torch.device) -> Tensor:
     """Every Euler iterate of a translation, in pixels: (N, C, H, W) -> (steps + 1, N, C, H, W) on the CPU."""
-
-    def field(x_t: Tensor, t: Tensor) -> Tensor:
-        with mixed_precision(device):
-            output = velocity(x_t, t)
-        return output.float()
-
-    result = integrate(field, to_model_space(source01).to(device), steps=steps, return_trajectory=True)
+    result = integrate(in_mixed_precision(velocity, device), to_model_space(source01).to(device), steps=steps,
+                       return_trajectory=True)
     return to_pixels(result.trajectory).cpu()

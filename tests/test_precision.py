@@ -1,25 +1,20 @@
-"""Tests of book/precision.py: autocast contexts, the loss scaler, the mixed-precision step, the timer."""
+"""Tests of mixed precision: chapter 3's autocast context and wrapper (book/image_flow.py) with an explicit
+dtype, and book/precision.py's loss scaler, mixed-precision step and timer."""
 
 import pytest
 import torch
 
-from book.precision import (
-    autocast,
-    grad_scaler,
-    in_precision,
-    precisions_to_measure,
-    time_call,
-    train_step,
-)
+from book.image_flow import in_mixed_precision, mixed_precision
+from book.precision import grad_scaler, precisions_to_measure, time_call, train_step
 
 CPU = torch.device("cpu")
 
 
 def test_autocast_runs_linear_layers_in_16_bits_and_float32_switches_it_off():
     layer, x = torch.nn.Linear(8, 4), torch.randn(3, 8)
-    with autocast(CPU, torch.bfloat16):
+    with mixed_precision(CPU, torch.bfloat16):
         assert layer(x).dtype == torch.bfloat16
-        with autocast(CPU, torch.float32):  # float32 overrides the enclosing autocast
+        with mixed_precision(CPU, torch.float32):  # float32 overrides the enclosing autocast
             assert layer(x).dtype == torch.float32
     assert layer(x).dtype == torch.float32
     assert layer.weight.dtype == torch.float32
@@ -27,12 +22,12 @@ def test_autocast_runs_linear_layers_in_16_bits_and_float32_switches_it_off():
 
 def test_autocast_refuses_other_types():
     with pytest.raises(ValueError, match="float32, bfloat16, float16"):
-        autocast(CPU, torch.float64)
+        mixed_precision(CPU, torch.float64)
 
 
-def test_in_precision_returns_float32_close_to_the_float32_result():
+def test_in_mixed_precision_returns_float32_close_to_the_float32_result():
     layer, x = torch.nn.Linear(16, 16), torch.randn(5, 16)
-    output = in_precision(layer, CPU, torch.bfloat16)(x)
+    output = in_mixed_precision(layer, CPU, torch.bfloat16)(x)
     assert output.dtype == torch.float32
     assert not torch.equal(output, layer(x))  # rounded to bfloat16 ...
     assert torch.allclose(output, layer(x), atol=0.05)  # ... to about two or three digits
