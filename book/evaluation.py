@@ -8,7 +8,7 @@ from torch.nn import functional
 
 from book.cache import load_or_train
 from book.data import load_images
-from book.profiles import choose_device, current_profile
+from book.profiles import choose_device, current_profile, seed_everything
 from book.training import fit
 
 # Defined in chapters/03_unets_and_images.md, section "A small MNIST classifier".
@@ -47,24 +47,28 @@ def classification_loss(model: nn.Module, images01: Tensor, labels: Tensor) -> T
     return functional.cross_entropy(model(images01), labels)
 
 
-def trained_classifier(device: torch.device | None = None) -> MNISTClassifier:
-    """The book's evaluation classifier, trained on MNIST's training set (cached), in eval mode on ``device``.
+def trained_classifier(device: torch.device | None = None, dataset: str = "mnist") -> MNISTClassifier:
+    """The book's evaluation classifier, trained on ``dataset``'s training set (cached), in eval mode.
 
-    Budgets come from the profile: ``mnist_train_images`` images, ``classifier_epochs`` epochs,
-    ``image_batch_size``; Adam with learning rate 1e-3 and cosine annealing (:func:`book.training.fit`).
+    ``dataset`` is ``"mnist"`` (the FID network of every chapter) or ``"fashion-mnist"`` (chapter 4's
+    second data set). Budgets come from the profile: ``mnist_train_images`` images, ``classifier_epochs``
+    epochs, ``image_batch_size``; Adam with learning rate 1e-3 and cosine annealing
+    (:func:`book.training.fit`). The initial weights are seeded, so the network does not depend on which
+    chapter trains it first.
     """
     device = device or choose_device()
     profile = current_profile()
-    train = load_images("mnist", "train")
+    train = load_images(dataset, "train")
     count = min(profile.mnist_train_images, len(train))
-    hparams = {"images": count, "epochs": profile.classifier_epochs, "batch_size": profile.image_batch_size,
-               "lr": 1e-3, "seed": 0}
+    hparams = {"dataset": dataset, "images": count, "epochs": profile.classifier_epochs,
+               "batch_size": profile.image_batch_size, "lr": 1e-3, "seed": 0}
+    seed_everything(hparams["seed"])
     run = load_or_train(
-        "mnist-classifier",
+        f"{dataset}-classifier",
         MNISTClassifier(),
         lambda model: fit(model, classification_loss, (train.images[:count], train.labels[:count]),
                           epochs=hparams["epochs"], batch_size=hparams["batch_size"], lr=hparams["lr"],
-                          seed=hparams["seed"], device=device, desc="MNIST classifier"),
+                          seed=hparams["seed"], device=device, desc=f"{dataset} classifier"),
         hparams=hparams,
         code=[fit],
     )

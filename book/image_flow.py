@@ -3,6 +3,7 @@
 """Code exported from chapters/03_unets_and_images.md."""
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -177,8 +178,7 @@ def sample_images(
     noise = torch.randn((n, *shape), generator=generator)
     result = solve_images(velocity, noise, steps=steps, method=method, labels=labels, batch_size=batch_size,
                           device=device)
-    return SamplerResult(samples=to_pixels(result.samples), times=result.times, nfe=result.nfe,
-                         seconds=result.seconds)
+    return dataclasses.replace(result, samples=to_pixels(result.samples))
 
 
 # Defined in chapters/03_unets_and_images.md, section "An adaptive reference solver".
@@ -267,8 +267,7 @@ def decode(velocity: Callable[..., Tensor], latents: Tensor, *, steps: int, meth
     """Latents (N, C, H, W) to images: the ODE solved forwards from t = 0 to t = 1; ``samples`` in [0, 1]."""
     result = solve_images(velocity, latents, steps=steps, method=method, labels=labels, batch_size=batch_size,
                           device=device)
-    return SamplerResult(samples=to_pixels(result.samples), times=result.times, nfe=result.nfe,
-                         seconds=result.seconds)
+    return dataclasses.replace(result, samples=to_pixels(result.samples))
 
 
 # Defined in chapters/03_unets_and_images.md, section "Interpolation between two digits".

@@ -7,6 +7,8 @@ import pytest
 import scipy.linalg
 import torch
 
+from book import evaluation
+from book.data import Images
 from book.evaluation import (
     MNISTClassifier,
     class_accuracy,
@@ -17,6 +19,7 @@ from book.evaluation import (
     gaussian_frechet_distance,
     predicted_classes,
     symmetric_sqrt,
+    trained_classifier,
 )
 from book.training import fit
 
@@ -134,3 +137,26 @@ def test_classifier_learns_a_tiny_synthetic_task_and_fid_sees_the_difference():
     same = fid(classifier, test_images, other_images)
     noise = fid(classifier, torch.rand(500, 1, 28, 28, generator=generator), other_images)
     assert 0 <= same < noise / 10
+
+
+def test_trained_classifier_is_seeded_and_cached_per_dataset(tmp_path, monkeypatch):
+    # Whichever chapter trains the classifier first, with whatever random draws before the call, the network
+    # must be the same: two empty caches, two different global RNG states, identical weights.
+    images, labels = synthetic_task(64, torch.Generator().manual_seed(7))
+    asked = []
+    synthetic = Images(images=images, labels=labels, class_names=tuple(str(k) for k in range(10)))
+    monkeypatch.setattr(evaluation, "load_images",
+                        lambda name, split: asked.append((name, split)) or synthetic)
+    weights = []
+    for run, draws in enumerate([0, 5]):
+        monkeypatch.setenv("BOOK_CACHE", str(tmp_path / f"cache{run}"))
+        torch.manual_seed(123)
+        torch.randn(draws)
+        classifier = trained_classifier(torch.device("cpu"), dataset="fashion-mnist")
+        assert not classifier.training
+        weights.append(classifier.state_dict())
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), name
+    assert asked == [("fashion-mnist", "train")] * 2
+    stored = list((tmp_path / "cache0").glob("*.pt"))
+    assert len(stored) == 1 and stored[0].name.startswith("fashion-mnist-classifier-")
