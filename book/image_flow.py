@@ -84,7 +84,7 @@ def flow_matching_image_loss(model: torch.nn.Module, x1: Tensor, labels: Tensor 
 
 # Defined in chapters/03_unets_and_images.md, section "Training with the linear and the cosine schedule".
 LABEL_DROPOUT = 0.2
-"""The share of training batches whose labels become the null class (:func:`book.unet.drop_labels`)."""
+"""The probability that a training example's label becomes the null class (:func:`book.unet.drop_labels`)."""
 
 
 def trained_flow_unet(schedule_name: str, images: Tensor, labels: Tensor, *, epochs: int, batch_size: int,
