@@ -125,11 +125,13 @@ def solve_images(
     labels: Tensor | None = None,
     batch_size: int = 500,
     device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
 ) -> SamplerResult:
     """Chapter 2's :func:`book.samplers.integrate` over many images, ``batch_size`` at a time.
 
     The velocity is called as ``velocity(x, t)``, or ``velocity(x, t, labels)`` when ``labels`` are given,
-    under :func:`mixed_precision`; its output is cast to float32, so the ODE steps stay in float32.
+    under :func:`mixed_precision` with ``dtype`` (default: the profile's); its output is cast to float32, so
+    the ODE steps stay in float32.
 
     Args:
         velocity: the field, e.g. a trained :class:`book.unet.UNet`.
@@ -142,7 +144,7 @@ def solve_images(
         seconds.
     """
     device = device or x.device
-    forward = in_mixed_precision(velocity, device)
+    forward = in_mixed_precision(velocity, device, dtype)
     chunks, seconds, nfe, times = [], 0.0, 0, None
     for start in range(0, x.shape[0], batch_size):
         chunk = x[start:start + batch_size].to(device, torch.float32)
@@ -168,16 +170,17 @@ def sample_images(
     device: torch.device | None = None,
     batch_size: int = 500,
     shape: tuple[int, ...] = (1, 28, 28),
+    dtype: torch.dtype | None = None,
 ) -> SamplerResult:
     """``n`` images made from noise :math:`X_0 \\sim \\mathcal{N}(0, I)` by solving the ODE from t = 0 to 1.
 
-    The noise is drawn on the CPU with ``generator`` (reproducible across devices). Returns a
-    :class:`~book.samplers.SamplerResult` whose ``samples`` are **pixel values in [0, 1]**, shape (n, *shape),
-    on the CPU, ready for :mod:`book.evaluation`.
+    The noise is drawn on the CPU with ``generator`` (reproducible across devices); the network runs in
+    ``dtype`` as in :func:`solve_images`. Returns a :class:`~book.samplers.SamplerResult` whose ``samples``
+    are **pixel values in [0, 1]**, shape (n, *shape), on the CPU, ready for :mod:`book.evaluation`.
     """
     noise = torch.randn((n, *shape), generator=generator)
     result = solve_images(velocity, noise, steps=steps, method=method, labels=labels, batch_size=batch_size,
-                          device=device)
+                          device=device, dtype=dtype)
     return dataclasses.replace(result, samples=to_pixels(result.samples))
 
 
@@ -250,23 +253,26 @@ def solve_ivp_reference(
 
 # Defined in chapters/03_unets_and_images.md, section "Encoding and decoding with the ODE".
 def encode(velocity: Callable[..., Tensor], images01: Tensor, *, steps: int, method: str = "euler",
-           labels: Tensor | None = None, batch_size: int = 500,
-           device: torch.device | None = None) -> SamplerResult:
+           labels: Tensor | None = None, batch_size: int = 500, device: torch.device | None = None,
+           dtype: torch.dtype | None = None) -> SamplerResult:
     """Images in [0, 1], (N, C, H, W), to their latents: the ODE solved backwards from t = 1 to t = 0.
 
     Returns a :class:`~book.samplers.SamplerResult` whose ``samples`` are the latents (model space,
-    N(0, I)-like).
+    N(0, I)-like). ``dtype``: the network's precision, as in :func:`solve_images`.
     """
     return solve_images(velocity, to_model_space(images01), steps=steps, method=method, t_start=1.0,
-                        t_end=0.0, labels=labels, batch_size=batch_size, device=device)
+                        t_end=0.0, labels=labels, batch_size=batch_size, device=device, dtype=dtype)
 
 
 def decode(velocity: Callable[..., Tensor], latents: Tensor, *, steps: int, method: str = "euler",
-           labels: Tensor | None = None, batch_size: int = 500,
-           device: torch.device | None = None) -> SamplerResult:
-    """Latents (N, C, H, W) to images: the ODE solved forwards from t = 0 to t = 1; ``samples`` in [0, 1]."""
+           labels: Tensor | None = None, batch_size: int = 500, device: torch.device | None = None,
+           dtype: torch.dtype | None = None) -> SamplerResult:
+    """Latents (N, C, H, W) to images: the ODE solved forwards from t = 0 to t = 1; ``samples`` in [0, 1].
+
+    ``dtype``: the network's precision, as in :func:`solve_images`.
+    """
     result = solve_images(velocity, latents, steps=steps, method=method, labels=labels, batch_size=batch_size,
-                          device=device)
+                          device=device, dtype=dtype)
     return dataclasses.replace(result, samples=to_pixels(result.samples))
 
 

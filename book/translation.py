@@ -36,18 +36,19 @@ def translation_loss(model: torch.nn.Module, x0: Tensor, x1: Tensor, *, schedule
 
 
 def translate(velocity: Callable[[Tensor, Tensor], Tensor], source01: Tensor, *, steps: int,
-              method: str = "euler", batch_size: int = 500,
-              device: torch.device | None = None) -> SamplerResult:
+              method: str = "euler", batch_size: int = 500, device: torch.device | None = None,
+              dtype: torch.dtype | None = None) -> SamplerResult:
     """Translate images: solve dx/dt = velocity(x, t) from t = 0 (the source) to t = 1.
 
     Args:
         source01: source images in [0, 1], shape (N, C, H, W).
+        dtype: the network's precision (default: the profile's), as in :func:`book.image_flow.solve_images`.
     Returns:
         a :class:`~book.samplers.SamplerResult` whose ``samples`` are pixel values in [0, 1], (N, C, H, W), on
         the CPU.
     """
     return decode(velocity, to_model_space(source01), steps=steps, method=method, batch_size=batch_size,
-                  device=device)
+                  device=device, dtype=dtype)
 
 
 def translation_trajectory(velocity: Callable[[Tensor, Tensor], Tensor], source01: Tensor, *, steps: int,
