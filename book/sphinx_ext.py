@@ -3,8 +3,8 @@
 * An ``.ipynb`` download for every chapter: myst-nb executes the MyST-Markdown chapters into
   ``jupyter_execute/`` (beside the html folder), and the book theme offers a notebook download only when
   ``ipynb_source`` is set, which nothing sets for text notebooks. This extension sets it and copies the
-  executed notebook (outputs included) next to the ``.md`` source under ``_sources/``, without the stream
-  outputs that myst-nb's stream merging leaves in it twice (:func:`drop_merged_streams`).
+  executed notebook next to the ``.md`` source under ``_sources/``, with its outputs taken from the execution
+  cache (:func:`with_cached_outputs`), not from myst-nb's copy, which can lack them or repeat them.
 * A clear error when the locally served MathJax is missing, instead of a site whose math never renders.
 * Each inline script once: sphinx-thebe and sphinx-togglebutton register theirs twice under Jupyter Book
   1.0 (with Sphinx 7.4), and the second ``const THEBE_JS_URL`` is a SyntaxError in every page's console.
@@ -13,11 +13,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import nbformat
+from jupyter_cache import get_cache
 from sphinx.application import Sphinx
-from sphinx.errors import ConfigError
+from sphinx.errors import ConfigError, ExtensionError
 
 MATHJAX = Path("_vendor") / "mathjax" / "tex-chtml.js"  # served as _static/mathjax/tex-chtml.js
 
@@ -62,32 +63,28 @@ def _default_theme_mode(app: Sphinx, pagename: str, templatename: str, context: 
     context["default_mode"] = context.get("default_mode") or "light"
 
 
-def _text(output: dict) -> str:
-    text = output.get("text", "")
-    return "".join(text) if isinstance(text, list) else text
+def with_cached_outputs(notebook: nbformat.NotebookNode, cache_path: str) -> nbformat.NotebookNode:
+    """``notebook`` with the outputs that the execution cache at ``cache_path`` recorded for its code.
 
+    myst-nb's own copy in ``jupyter_execute/`` is not fit to offer for download: when a page is read again
+    and its outputs come from the cache, it writes the notebook *without* them, and when it executes a page,
+    its stream merging (``nb_merge_streams``) appends later stream outputs to the first one in place and keeps
+    them too, so their lines appear twice. The cache holds the outputs as the kernel produced them.
 
-def drop_merged_streams(notebook: dict) -> dict:
-    """Remove, in place, the stream outputs that myst-nb has already merged into an earlier one.
-
-    With ``nb_merge_streams``, myst-nb appends every later stream output of a cell (stdout to stdout, stderr
-    to stderr) to the first one *in place*, on the same notebook it writes to ``jupyter_execute/``, but keeps
-    the later outputs in that notebook too, so a download would show their lines twice. A later output is
-    dropped when the first output of its stream already contains its text (or it has none); any other is kept.
+    Raises:
+        sphinx.errors.ExtensionError: when the cache has no record for this notebook's code.
     """
-    for cell in notebook.get("cells", []):
-        outputs, first, kept = cell.get("outputs") or [], {}, []
-        for output in outputs:
-            if output.get("output_type") == "stream":
-                name, text = output.get("name"), _text(output).rstrip()
-                if name not in first:
-                    first[name] = _text(output)
-                elif not text or text in first[name]:
-                    continue
-            kept.append(output)
-        if outputs:
-            cell["outputs"] = kept
-    return notebook
+    try:
+        return get_cache(cache_path).merge_match_into_notebook(notebook)[1]
+    except KeyError:
+        raise ExtensionError(
+            f"the execution cache {cache_path} has no outputs for a notebook whose code starts "
+            f"{_first_code(notebook)!r}; delete _build and build again"
+        ) from None
+
+
+def _first_code(notebook: nbformat.NotebookNode) -> str:
+    return next((cell.source[:60] for cell in notebook.cells if cell.cell_type == "code"), "")
 
 
 def _copy_executed_notebooks(app: Sphinx, exception: Exception | None) -> None:
@@ -97,11 +94,9 @@ def _copy_executed_notebooks(app: Sphinx, exception: Exception | None) -> None:
     for notebook in executed.rglob("*.ipynb"):
         target = Path(app.outdir) / "_sources" / notebook.relative_to(executed)
         target.parent.mkdir(parents=True, exist_ok=True)
-        content = json.loads(notebook.read_text(encoding="utf-8"))
-        if app.config.nb_merge_streams:
-            drop_merged_streams(content)
+        content = nbformat.read(notebook, as_version=4)
         partial = target.with_suffix(".ipynb.partial")
-        partial.write_text(json.dumps(content, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        nbformat.write(with_cached_outputs(content, app.config.nb_execution_cache_path), partial)
         partial.replace(target)
 
 

@@ -83,16 +83,21 @@ def test_a_good_page_builds(built):
     assert "built in profile smoke" in html
 
 
-def test_the_downloadable_notebook_has_each_printed_line_once(built):
-    folder, result = built
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def downloaded_stream_text(folder: Path) -> str:
+    """Everything the page's downloadable notebook printed."""
     notebook = json.loads((folder / "site" / "_sources" / "chapters" / "page.ipynb").read_text())
-    printed = "".join(
+    return "".join(
         "".join(output.get("text", ""))
         for cell in notebook["cells"]
         for output in cell.get("outputs", [])
         if output.get("output_type") == "stream"
     )
+
+
+def test_the_downloadable_notebook_has_each_printed_line_once(built):
+    folder, result = built
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    printed = downloaded_stream_text(folder)
     assert printed.count("first of two lines") == 1, printed
     assert printed.count("second of two lines") == 1, printed
     html = (folder / "site" / "chapters" / "page.html").read_text()
@@ -112,6 +117,22 @@ def test_profiles_have_their_own_cache_and_rebuilds_execute_nothing(built):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Executing notebook" not in again.stdout + again.stderr, "an unchanged rebuild re-executed"
     assert "built in profile smoke" in (folder / "site" / "chapters" / "page.html").read_text()
+
+
+def test_a_prose_edit_reuses_the_outputs_and_the_download_keeps_them(built):
+    # The page is read again, its outputs come from the execution cache, and myst-nb writes its copy of the
+    # notebook without them: the download must still carry every printed line, once.
+    folder, _ = built
+    page = folder / "chapters" / "page.md"
+    page.write_text(page.read_text() + "\nA sentence added after the first build.\n")
+    result = run_build(folder, "smoke")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Executing notebook" not in result.stdout + result.stderr, "a prose edit re-executed the page"
+    html = (folder / "site" / "chapters" / "page.html").read_text()
+    assert "A sentence added after the first build." in html
+    printed = downloaded_stream_text(folder)
+    for line in ("built in profile smoke", "first of two lines", "second of two lines"):
+        assert printed.count(line) == 1, printed
 
 
 def test_a_cell_error_fails_the_build(tmp_path):
