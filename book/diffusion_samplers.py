@@ -4,7 +4,7 @@
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import pairwise
 
 import torch
@@ -46,11 +46,15 @@ class ReverseStep:
         mean: shape (B, ...).
         std: :math:`\sigma`, shape (B, 1, ..., 1).
         x0: the prediction :math:`\hat x_0` (eq-ddpm-x0), shape (B, ...).
+        noisy: whether the rule adds noise before step 0 (``False`` for a deterministic rule such as DDIM with
+            :math:`\eta = 0`). A plain flag, so that a sampler need not read ``std`` back from the GPU to
+            decide whether to draw z: that read would make the processor wait for the GPU in every step.
     """
 
     mean: Tensor
     std: Tensor
     x0: Tensor
+    noisy: bool = True
 
 
 def jump_constants(schedule: NoiseSchedule, t: Tensor, s: Tensor,
@@ -125,6 +129,12 @@ class DiffusionResult:
     trajectory: Tensor | None = None
 
 
+def schedule_on(schedule: NoiseSchedule, device: torch.device) -> NoiseSchedule:
+    """``schedule`` with its tables on ``device``. A sampler moves them once per run: looking them up from the
+    host in every step would copy them every step, and such a copy waits for the GPU to finish its work."""
+    return NoiseSchedule(**{f.name: getattr(schedule, f.name).to(device) for f in fields(schedule)})
+
+
 @torch.no_grad()
 def reverse_process(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, rule: StepRule, *,
                     steps: int | Sequence[int], labels: Tensor | None = None,
@@ -133,7 +143,9 @@ def reverse_process(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, r
     """Run ``rule`` from ``x_T`` (B, ...) down the steps of :func:`timestep_sequence` to step 0.
 
     The noise z of stochastic steps is drawn with ``generator`` on its device (the CPU by default) and moved
-    to ``x_T``'s device, so results do not depend on the device.
+    to ``x_T``'s device, so results do not depend on the device. Nothing in the loop waits for the GPU: the
+    decision to draw z is taken from plain numbers (``step.noisy`` and s), and z travels from pinned memory
+    without blocking, so the processor prepares the next step while the GPU runs the network.
     """
     start = time.perf_counter()
     visited = [0, *timestep_sequence(schedule.num_steps, steps)][::-1]  # tau_S, ..., tau_1, 0
@@ -145,9 +157,12 @@ def reverse_process(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, r
         s_batch = torch.full((batch,), s, dtype=torch.long, device=x.device)
         step = rule(eps_model(x, t_batch, labels), x, t_batch, s_batch)
         x = step.mean
-        if bool((step.std > 0).any()):
+        if step.noisy and s > 0:  # the step into x_0 adds no noise
             z = torch.randn(x.shape, generator=generator, dtype=x.dtype,
-                            device=generator.device if generator is not None else x.device).to(x.device)
+                            device=generator.device if generator is not None else x.device)
+            if z.device != x.device:
+                pinned = x.device.type == "cuda"
+                z = (z.pin_memory() if pinned else z).to(x.device, non_blocking=pinned)
             x = x + step.std * z
         if path is not None:
             path.append(x)
@@ -163,6 +178,7 @@ def ddpm_sample(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, *, st
     :math:`\tilde\beta` (``variance``); ``x_T`` (B, ...) is the starting noise."""
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
+    schedule = schedule_on(schedule, x_T.device)
 
     def rule(eps: Tensor, x_t: Tensor, t: Tensor, s: Tensor) -> ReverseStep:
         return ddpm_step(schedule, eps, x_t, t, s, variance=variance, clip_x0=clip_x0)
@@ -189,7 +205,8 @@ def ddim_step(schedule: NoiseSchedule, eps: Tensor, x_t: Tensor, t: Tensor, s: T
     x0, eps = predicted_x0(eps, x_t, alpha_bar_t, clip_x0)  # (eq-ddpm-x0)
     var = eta**2 * beta_tilde
     mean = alpha_bar_s.sqrt() * x0 + (1 - alpha_bar_s - var).clamp(min=0).sqrt() * eps
-    return ReverseStep(mean=mean.to(x_t.dtype), std=var.sqrt().to(x_t.dtype), x0=x0.to(x_t.dtype))
+    return ReverseStep(mean=mean.to(x_t.dtype), std=var.sqrt().to(x_t.dtype), x0=x0.to(x_t.dtype),
+                       noisy=eta > 0)
 
 
 def ddim_sample(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, *, steps: int | Sequence[int],
@@ -198,6 +215,7 @@ def ddim_sample(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, *, st
     """DDIM sampling (eq-ddim-step) on a sub-sequence of steps; ``x_T`` (B, ...) is the starting noise."""
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM's beta_tilde), got {eta}")
+    schedule = schedule_on(schedule, x_T.device)
 
     def rule(eps: Tensor, x_t: Tensor, t: Tensor, s: Tensor) -> ReverseStep:
         return ddim_step(schedule, eps, x_t, t, s, eta=eta, clip_x0=clip_x0)

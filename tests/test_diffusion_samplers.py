@@ -222,3 +222,38 @@ def test_clipping_x0():
     plain = ddim_step(SCHEDULE, consistent_eps, x_t, t, s)
     clipped = ddim_step(SCHEDULE, consistent_eps, x_t, t, s, clip_x0=True)
     assert torch.allclose(plain.mean, clipped.mean, atol=1e-9)
+
+
+@pytest.mark.parametrize(("sampler", "options", "draws"), [
+    (ddpm_sample, {"variance": "beta"}, 9),  # every step but the one into x_0
+    (ddpm_sample, {"variance": "beta_tilde"}, 9),
+    (ddim_sample, {"eta": 0.5}, 9),
+    (ddim_sample, {"eta": 0.0}, 0),  # deterministic: the generator is not touched
+])
+def test_samplers_draw_noise_exactly_where_a_step_is_stochastic(sampler, options, draws):
+    """The host-side decision (`ReverseStep.noisy` and s > 0) draws z exactly for the steps whose std > 0."""
+    noise = torch.randn(4, 1, 3, 3, generator=torch.Generator().manual_seed(2))
+    generator = torch.Generator().manual_seed(11)
+    sampler(lambda x, t, labels: 0.1 * x, noise, SCHEDULE, steps=10, generator=generator, **options)
+    expected = torch.Generator().manual_seed(11)
+    for _ in range(draws):
+        torch.randn(noise.shape, generator=expected)
+    assert torch.equal(generator.get_state(), expected.get_state())
+
+
+@pytest.mark.parametrize("sampler", [ddpm_sample, ddim_sample])
+def test_samplers_never_read_a_tensor_back_inside_the_loop(sampler, monkeypatch):
+    """On a GPU, `bool(tensor)` or `.item()` makes the processor wait for the GPU in every step."""
+    noise = torch.randn(2, 1, 3, 3)
+    expected = sampler(lambda x, t, labels: 0.1 * x, noise, SCHEDULE, steps=5,
+                       generator=torch.Generator().manual_seed(0)).samples
+
+    def refuse(*args):
+        raise AssertionError("a sampler read a tensor's value back to the host")
+
+    monkeypatch.setattr(torch.Tensor, "__bool__", refuse)
+    monkeypatch.setattr(torch.Tensor, "item", refuse)
+    result = sampler(lambda x, t, labels: 0.1 * x, noise, SCHEDULE, steps=5,
+                     generator=torch.Generator().manual_seed(0))
+    monkeypatch.undo()
+    assert torch.equal(result.samples, expected)
