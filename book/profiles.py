@@ -23,6 +23,10 @@ import torch
 PROFILE_ENV = "BOOK_PROFILE"
 DEVICE_ENV = "BOOK_DEVICE"
 
+# cuBLAS gives the same result on every run only with a fixed workspace, set before its first use (PyTorch's
+# "Reproducibility" notes); a value the reader set is kept.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 
 def _budget(help_text: str, *, smoke, cpu, gpu):
     """A profile field: its help text and its value in each profile (read by :data:`PROFILES`)."""
@@ -169,14 +173,27 @@ def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (all devices); return a CPU generator seeded the same way.
 
     The same profile on the same machine then gives the same numbers. (Across machines, float results may
-    differ in the last bits: different CPUs pick different kernels.)
+    differ in the last bits: different CPUs pick different kernels.) Seeds alone are not enough on a GPU:
+    several of its fastest kernels (cuDNN's autotuned convolutions, sums made of atomic additions) add in an
+    order that changes from run to run. With CUDA present this also turns on PyTorch's deterministic mode
+    (:func:`use_deterministic_kernels`); on the CPU nothing else changes.
     """
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (seeds the legacy global generator that libraries still use)
     torch.manual_seed(seed)  # also seeds every CUDA device
+    if cuda_available():
+        use_deterministic_kernels()
     return torch.Generator().manual_seed(seed)
+
+
+def use_deterministic_kernels() -> None:
+    """Make CUDA runs repeatable: no cuDNN autotuning, cuDNN's deterministic algorithms, and PyTorch's
+    deterministic mode, which warns about any operation that has no deterministic GPU kernel."""
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 @cache

@@ -1,6 +1,7 @@
 """Tests of book/profiles.py: profile selection, the budget table, seeding and device choice."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -67,6 +68,55 @@ def test_seeding_reproduces_all_generators():
     assert all(a != b for a, b in zip(draw(7), draw(8), strict=True))
     with pytest.raises(ValueError, match="non-negative"):
         seed_everything(-1)
+
+
+@pytest.fixture
+def restore_deterministic_mode():
+    saved = (torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    yield
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[2:]
+
+
+def test_seeding_asks_for_deterministic_kernels_only_with_cuda(monkeypatch, restore_deterministic_mode):
+    torch.use_deterministic_algorithms(False)
+    monkeypatch.setattr(profiles, "cuda_available", lambda: False)
+    seed_everything(0)
+    assert not torch.are_deterministic_algorithms_enabled()  # the CPU build runs exactly as before
+    monkeypatch.setattr(profiles, "cuda_available", lambda: True)
+    torch.backends.cudnn.benchmark = True
+    seed_everything(0)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"]  # set when book.profiles was imported, before cuBLAS starts
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU kernels: CUDA only")
+def test_training_on_cuda_is_repeatable(restore_deterministic_mode):
+    """Two seeded trainings of the book's networks on a GPU end with bit-identical weights."""
+    from book.evaluation import MNISTClassifier
+    from book.unet import UNet, UNetConfig
+
+    def train(build, inputs):
+        seed_everything(3)
+        model = build().cuda()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(5):
+            optimizer.zero_grad()
+            inputs(model).pow(2).mean().backward()
+            optimizer.step()
+        return [p.detach().cpu() for p in model.parameters()]
+
+    x = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)).cuda()
+    t, y = torch.rand(64, generator=torch.Generator().manual_seed(1)).cuda(), torch.arange(64).cuda() % 10
+    cases = [(MNISTClassifier, lambda model: model(x)),
+             (lambda: UNet(UNetConfig(num_classes=10)), lambda model: model(x, t, y) - x)]
+    for build, inputs in cases:
+        first, second = train(build, inputs), train(build, inputs)
+        assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
 def test_device_override(monkeypatch):
