@@ -73,12 +73,17 @@ def run_build(folder: Path, profile: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     folder = make_book(tmp_path_factory.mktemp("book"), GOOD)
+    # A reader's scratch notebook in a hidden folder (a converted chapter, say) is not part of the book: read,
+    # its broken reference would fail the strict build.
+    (folder / ".scratch").mkdir()
+    (folder / ".scratch" / "stray.md").write_text(HEADER + "\nSee {doc}`no-such-page`.\n")
     return folder, run_build(folder, "smoke")
 
 
 def test_a_good_page_builds(built):
     folder, result = built
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert not (folder / "site" / ".scratch").exists()
     html = (folder / "site" / "chapters" / "page.html").read_text()
     assert "built in profile smoke" in html
 
