@@ -4,7 +4,7 @@
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -42,6 +42,11 @@ class NoiseSchedule:
     def num_steps(self) -> int:
         """T, the number of noising steps."""
         return self.betas.shape[0] - 1
+
+    def to(self, device: torch.device) -> "NoiseSchedule":
+        """The schedule with its tables on ``device``. Move it once, where the steps run: a lookup of a table
+        on the host copies it to the GPU, and such a copy waits for the GPU to finish its queued work."""
+        return NoiseSchedule(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
 def schedule_from_betas(betas: Tensor) -> NoiseSchedule:
@@ -191,7 +196,7 @@ def trained_ddpm(dataset: str = "mnist", *, epochs: int, images: int | None = No
     train = load_images(dataset, "train")
     count = min(images or profile.mnist_train_images, len(train))
     config = UNetConfig(num_classes=len(train.class_names))
-    schedule = linear_beta_schedule()
+    schedule = linear_beta_schedule().to(device)
     hparams = {"dataset": dataset, "config": repr(config), "schedule": "linear(1000, 1e-4, 0.02)",
                "images": count, "epochs": epochs, "batch_size": profile.image_batch_size, "lr": lr,
                "label_dropout": label_dropout, "seed": seed}

@@ -4,7 +4,7 @@
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from itertools import pairwise
 
 import torch
@@ -129,12 +129,6 @@ class DiffusionResult:
     trajectory: Tensor | None = None
 
 
-def schedule_on(schedule: NoiseSchedule, device: torch.device) -> NoiseSchedule:
-    """``schedule`` with its tables on ``device``. A sampler moves them once per run: looking them up from the
-    host in every step would copy them every step, and such a copy waits for the GPU to finish its work."""
-    return NoiseSchedule(**{f.name: getattr(schedule, f.name).to(device) for f in fields(schedule)})
-
-
 @torch.no_grad()
 def reverse_process(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, rule: StepRule, *,
                     steps: int | Sequence[int], labels: Tensor | None = None,
@@ -178,7 +172,7 @@ def ddpm_sample(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, *, st
     :math:`\tilde\beta` (``variance``); ``x_T`` (B, ...) is the starting noise."""
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
-    schedule = schedule_on(schedule, x_T.device)
+    schedule = schedule.to(x_T.device)
 
     def rule(eps: Tensor, x_t: Tensor, t: Tensor, s: Tensor) -> ReverseStep:
         return ddpm_step(schedule, eps, x_t, t, s, variance=variance, clip_x0=clip_x0)
@@ -215,7 +209,7 @@ def ddim_sample(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, *, st
     """DDIM sampling (eq-ddim-step) on a sub-sequence of steps; ``x_T`` (B, ...) is the starting noise."""
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM's beta_tilde), got {eta}")
-    schedule = schedule_on(schedule, x_T.device)
+    schedule = schedule.to(x_T.device)
 
     def rule(eps: Tensor, x_t: Tensor, t: Tensor, s: Tensor) -> ReverseStep:
         return ddim_step(schedule, eps, x_t, t, s, eta=eta, clip_x0=clip_x0)

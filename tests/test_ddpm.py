@@ -73,6 +73,17 @@ def test_extract_indexes_and_broadcasts():
     assert extract(values, t, (3, 2)).shape == (3, 1)
 
 
+def test_schedule_moves_every_table_at_once():
+    schedule = linear_beta_schedule(50)
+    moved = schedule.to(torch.device("meta"))  # a device without data: only placement is checked
+    assert all(getattr(moved, name).device.type == "meta"
+               for name in ("betas", "alphas", "alpha_bars", "beta_tildes"))
+    assert moved.num_steps == 50
+    same = schedule.to(torch.device("cpu"))
+    assert torch.equal(same.alpha_bars, schedule.alpha_bars) and torch.equal(same.beta_tildes,
+                                                                            schedule.beta_tildes)
+
+
 def test_closed_form_matches_iterating_the_chain():
     schedule = linear_beta_schedule(100, 1e-3, 0.1)
     generator = torch.Generator().manual_seed(0)
