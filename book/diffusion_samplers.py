@@ -137,9 +137,9 @@ def reverse_process(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, r
     """Run ``rule`` from ``x_T`` (B, ...) down the steps of :func:`timestep_sequence` to step 0.
 
     The noise z of stochastic steps is drawn with ``generator`` on its device (the CPU by default) and moved
-    to ``x_T``'s device, so results do not depend on the device. Nothing in the loop waits for the GPU: the
-    decision to draw z is taken from plain numbers (``step.noisy`` and s), and z travels from pinned memory
-    without blocking, so the processor prepares the next step while the GPU runs the network.
+    to ``x_T``'s device, so a seed gives the same noise on every device. Nothing in the loop waits for the
+    GPU: the decision to draw z is taken from plain numbers (``step.noisy`` and s), and z travels from pinned
+    memory without blocking, so the processor prepares the next step while the GPU runs the network.
     """
     start = time.perf_counter()
     visited = [0, *timestep_sequence(schedule.num_steps, steps)][::-1]  # tau_S, ..., tau_1, 0
