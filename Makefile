@@ -25,24 +25,24 @@ $(INSTALLED): requirements.txt pyproject.toml
 	@touch $@
 
 $(MATHJAX): | $(INSTALLED)
-	$(PY) -m book.site mathjax
+	$(PY) -m tools.site mathjax
 
 data: setup  ## find or fetch MNIST and Fashion-MNIST into data/ and verify their SHA-256
 	$(PY) -m book.data
 
 export: setup  ## regenerate book/ from the chapters' exported cells
-	$(PY) -m book.export
+	$(PY) -m tools.export
 
 book: setup data  ## execute every chapter (default profile, cached) and write the website to _build/html
-	$(PY) -m book.site build --out _build/html
+	$(PY) -m tools.site build --out _build/html
 
 lint: setup
-	$(PY) -m ruff check book tests benchmarks
+	$(PY) -m ruff check book tools tests benchmarks
 
 test: setup data  ## lint, export check, unit tests, nbval over the chapters (smoke), browser test of the site
-	$(PY) -m ruff check book tests benchmarks
-	$(PY) -m book.export --check
-	$(PY) -m book.site build --profile smoke --out $(SMOKE_SITE)
+	$(PY) -m ruff check book tools tests benchmarks
+	$(PY) -m tools.export --check
+	$(PY) -m tools.site build --profile smoke --out $(SMOKE_SITE)
 	$(PY) tests/nbval_harness.py prepare --out $(NBVAL_DIR)
 	BOOK_PROFILE=smoke BOOK_BUILD=1 BOOK_SITE=$(SMOKE_SITE) $(PY) -m pytest tests $(NBVAL_DIR) \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
@@ -51,7 +51,7 @@ nbval-outputs: setup data  ## re-record the outputs nbval checks (CHAPTERS=chapt
 	BOOK_PROFILE=smoke BOOK_BUILD=1 $(PY) tests/nbval_harness.py record $(CHAPTERS)
 
 bench: setup  ## sampler overhead, training throughput per precision, chapter times (see README)
-	$(PY) benchmarks/run.py
+	$(PY) -m benchmarks.run
 
 publish: book  ## push _build/html to the gh-pages branch
 	$(VENV)/bin/ghp-import --no-jekyll --push --force _build/html

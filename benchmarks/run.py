@@ -1,5 +1,7 @@
 """`make bench`: measurements taken side by side in one run, printed as a table, written to JSON and a plot.
 
+Run from the repository root: `python -m benchmarks.run [--help]` (what `make bench` runs).
+
 Three parts, all in this one process on this one machine:
 
 1. Sampler overhead: for Euler, Heun (chapter 2's `integrate`), DDPM and DDIM (chapter 4's samplers), the time
@@ -37,7 +39,6 @@ from jupyter_cache import get_cache  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "_build" / "bench"
-sys.path.insert(0, str(REPO_ROOT))
 
 from book.ddpm import linear_beta_schedule, network_eps  # noqa: E402
 from book.diffusion_samplers import ddim_sample, ddpm_sample  # noqa: E402
@@ -47,8 +48,8 @@ from book.precision import grad_scaler, precisions_to_measure, time_call, train_
 from book.profiles import PROFILE_NAMES, autocast_dtype, choose_device  # noqa: E402
 from book.samplers import integrate  # noqa: E402
 from book.schedules import linear_schedule  # noqa: E402
-from book.site import BUILD_ROOT  # noqa: E402
 from book.unet import UNet, UNetConfig  # noqa: E402
+from tools.site import BUILD_ROOT  # noqa: E402
 
 NETWORK_SHARE_AIM = 0.95
 
@@ -207,7 +208,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=None, help="batch (default: 128 CPU, 512 GPU)")
     parser.add_argument("--steps", type=int, default=10, help="sampler steps per run")
     parser.add_argument("--train-steps", type=int, default=2, help="training steps per timed call")

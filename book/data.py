@@ -564,11 +564,6 @@ def load_images(dataset: str = "mnist", split: str = "train") -> Images:
     return Images(images=images, labels=torch.from_numpy(labels).long(), class_names=CLASS_NAMES[dataset])
 
 
-def load_mnist(split: str = "train", dataset: str = "mnist") -> Images:
-    """``load_images`` with the split first, e.g. ``load_mnist("test", dataset="fashion-mnist")``."""
-    return load_images(dataset, split)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Fetch and verify the datasets (``make data``); returns the process exit code."""
     parser = argparse.ArgumentParser(prog="python -m book.data", description=__doc__.splitlines()[0])

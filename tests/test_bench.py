@@ -1,13 +1,10 @@
 """`make bench` runs end to end on a tiny problem and reports what the README says it reports."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import run as bench  # noqa: E402
+from benchmarks import run as bench
 
 
 @pytest.fixture(scope="module")

@@ -136,7 +136,7 @@ def test_fetch_local_installs_decompressed_and_loads(
     assert loaded.labels.dtype == torch.int64
     np.testing.assert_array_equal(loaded.labels.numpy(), fake_mnist["train-labels-idx1-ubyte"])
     assert loaded.class_names == tuple("0123456789")
-    assert len(data.load_mnist("test")) == 3
+    assert len(data.load_images("mnist", "test")) == 3
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -228,13 +228,30 @@ def test_failed_download_leaves_no_partial_files(
     assert files_under(data.data_dir()) == []
 
 
-def test_present_files_stop_the_search(tmp_path: Path, fake_mnist: dict[str, np.ndarray]) -> None:
-    place(tmp_path / "source", data.data_dir() / "mnist", compress=False)
-    broken_system = tmp_path / "system"
-    (broken_system / "mnist").mkdir(parents=True)
-    for stem in STEMS:
-        (broken_system / "mnist" / stem).write_bytes(b"garbage")
-    data.fetch("mnist", sources=("local", "system"), system_dirs=[broken_system], verbose=False)
+@pytest.mark.parametrize("compress", [False, True])
+def test_present_files_stop_the_search(
+    tmp_path: Path, fake_mnist: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch, compress: bool
+) -> None:
+    # All four files in the data folder, decompressed (present) or as .gz (the local source installs them):
+    # no later source may be consulted, network sources included.
+    place(tmp_path / "source", data.data_dir() / "mnist", compress=compress)
+    monkeypatch.delenv("BOOK_OFFLINE")
+    consulted: list[str] = []
+
+    def later_source(name: str):
+        def consult(*args: object, **kwargs: object) -> tuple[list[str], list[str]]:
+            consulted.append(name)
+            raise AssertionError(f"the {name} source was consulted although the files are present")
+
+        return consult
+
+    for name in ("system", "https", "registry"):
+        monkeypatch.setattr(data, f"_from_{name}", later_source(name))
+    assert data.fetch("mnist", verbose=False) == data.data_dir() / "mnist"
+    assert consulted == []
+    assert files_under(data.data_dir()) == sorted(
+        [f"mnist/{stem}" for stem in STEMS] + ([f"mnist/{stem}.gz" for stem in STEMS] if compress else [])
+    )
 
 
 def test_verification_is_memoized(tmp_path: Path, fake_mnist: dict[str, np.ndarray]) -> None:

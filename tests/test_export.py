@@ -1,4 +1,4 @@
-"""Tests of book/export.py: chapters -> book/ modules, and the check that they agree."""
+"""Tests of tools/export.py: chapters -> book/ modules, and the check that they agree."""
 
 import functools
 import importlib.util
@@ -6,7 +6,7 @@ import importlib.util
 import jupytext
 import pytest
 
-from book import export
+from tools import export
 
 from chapter_text import myst_chapter
 

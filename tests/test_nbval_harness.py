@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import nbval_harness  # noqa: E402
-from chapter_text import MYST_HEADER  # noqa: E402
+import nbval_harness
+from chapter_text import MYST_HEADER
 
 CHAPTER = MYST_HEADER + """
 # Variance of a path

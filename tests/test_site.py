@@ -65,7 +65,7 @@ def site() -> Path:
     if not (SITE_DIR / "index.html").is_file():
         pytest.fail(
             f"no website at {SITE_DIR}: `make test` builds the smoke site (or run "
-            "`python -m book.site build --profile smoke --out _build/smoke/html`), or set BOOK_SITE"
+            "`python -m tools.site build --profile smoke --out _build/smoke/html`), or set BOOK_SITE"
         )
     return SITE_DIR
 

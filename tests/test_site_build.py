@@ -1,4 +1,4 @@
-"""The website build (book/site.py): strict, cached per profile, never mixing profiles.
+"""The website build (tools/site.py): strict, cached per profile, never mixing profiles.
 
 Each test builds a one-page book in a temporary folder, in a subprocess (Sphinx and the kernel keep global
 state), with the project's own _config.yml.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from book.site import build_key, site_key
+from tools.site import build_key, site_key
 
 from chapter_text import MYST_HEADER
 
@@ -58,7 +58,7 @@ def make_book(folder: Path, page: str) -> Path:
 
 def run_build(folder: Path, profile: str) -> subprocess.CompletedProcess:
     code = (
-        "import sys; from pathlib import Path; from book.site import build; "
+        "import sys; from pathlib import Path; from tools.site import build; "
         f"sys.exit(build({profile!r}, Path({str(folder / 'site')!r}), source=Path({str(folder)!r})))"
     )
     return subprocess.run(
@@ -155,22 +155,49 @@ def test_a_sphinx_warning_fails_the_build(tmp_path):
     assert "a-label-that-does-not-exist" in result.stdout + result.stderr
 
 
-def test_build_key_depends_on_profile_and_package(tmp_path):
-    (tmp_path / "book").mkdir()
-    (tmp_path / "book" / "module.py").write_text("x = 1\n")
-    (tmp_path / "requirements.txt").write_text("torch==2.13.0\n")
-    first = build_key("smoke", tmp_path)
-    assert build_key("cpu", tmp_path) != first and first.startswith("smoke-")
-    (tmp_path / "book" / "module.py").write_text("x = 2\n")
-    assert build_key("smoke", tmp_path) != first
+def key_project(root: Path) -> Path:
+    """A project skeleton with what the two keys hash: ``book/``, ``tools/`` and ``requirements.txt``."""
+    for package in ("book", "tools"):
+        (root / package).mkdir()
+        (root / package / "__init__.py").write_text(f'"""{package}"""\n')
+    (root / "book" / "module.py").write_text("x = 1\n")
+    (root / "tools" / "sphinx_ext.py").write_text("hook = 1\n")
+    (root / "requirements.txt").write_text("torch==2.13.0\n")
+    return root
 
 
-def test_site_tooling_changes_the_rendering_key_not_the_execution_key(tmp_path):
-    (tmp_path / "book").mkdir()
-    (tmp_path / "book" / "module.py").write_text("x = 1\n")
-    (tmp_path / "book" / "sphinx_ext.py").write_text("hook = 1\n")
-    (tmp_path / "requirements.txt").write_text("torch==2.13.0\n")
-    execution, rendering = build_key("smoke", tmp_path), site_key(tmp_path)
-    (tmp_path / "book" / "sphinx_ext.py").write_text("hook = 2\n")
-    assert build_key("smoke", tmp_path) == execution
-    assert site_key(tmp_path) != rendering and rendering.startswith("site-")
+def test_build_key_depends_on_profile_and_every_book_module(tmp_path):
+    root = key_project(tmp_path)
+    first = build_key("smoke", root)
+    assert build_key("cpu", root) != first and first.startswith("smoke-")
+    (root / "book" / "module.py").write_text("x = 2\n")
+    second = build_key("smoke", root)
+    assert second != first
+    # A module of book/ that no list names (a new runtime module, a new export) is part of the key too.
+    (root / "book" / "newly_added.py").write_text("y = 1\n")
+    assert build_key("smoke", root) != second
+
+
+def test_requirements_change_the_execution_key_not_the_rendering_key(tmp_path):
+    root = key_project(tmp_path)
+    execution, rendering = build_key("smoke", root), site_key(root)
+    (root / "requirements.txt").write_text("torch==2.14.0\n")
+    assert build_key("smoke", root) != execution
+    assert site_key(root) == rendering
+
+
+def test_a_book_module_changes_the_execution_key_not_the_rendering_key(tmp_path):
+    root = key_project(tmp_path)
+    execution, rendering = build_key("smoke", root), site_key(root)
+    (root / "book" / "module.py").write_text("x = 2\n")
+    assert build_key("smoke", root) != execution
+    assert site_key(root) == rendering
+
+
+@pytest.mark.parametrize("tool", ["sphinx_ext.py", "__init__.py", "new_tool.py"])
+def test_the_build_tools_change_the_rendering_key_not_the_execution_key(tmp_path, tool):
+    root = key_project(tmp_path)
+    execution, rendering = build_key("smoke", root), site_key(root)
+    (root / "tools" / tool).write_text("hook = 2\n")
+    assert build_key("smoke", root) == execution
+    assert site_key(root) != rendering and rendering.startswith("site-")

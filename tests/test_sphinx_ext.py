@@ -1,4 +1,4 @@
-"""Tests of book/sphinx_ext.py: the downloadable notebooks take their outputs from the execution cache."""
+"""Tests of tools/sphinx_ext.py: the downloadable notebooks take their outputs from the execution cache."""
 
 import copy
 
@@ -8,7 +8,7 @@ from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
 from sphinx.errors import ExtensionError
 
-from book.sphinx_ext import with_cached_outputs
+from tools.sphinx_ext import with_cached_outputs
 
 
 def stream(text: str) -> nbformat.NotebookNode:

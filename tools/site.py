@@ -2,12 +2,14 @@
 
 Jupyter Book's execution cache (jupyter-cache) keys a notebook by its code only, and Sphinx re-reads a page
 only when its source changed. Neither knows about ``BOOK_PROFILE`` or about a change in ``book/``. So the
-cache and Sphinx's environment live under a *build key*: the profile plus a hash of ``book/*.py`` and the
-pinned requirements. A smoke build can then never serve its outputs to a cpu or gpu build (nor the reverse),
-and a change to the package re-executes the chapters that import it; rebuilding with nothing changed
+cache lives under a *build key*: the profile plus a hash of every module of ``book/`` and the pinned
+requirements. A smoke build can then never serve its outputs to a cpu or gpu build (nor the reverse), and a
+change to the package re-executes the chapters that import it; rebuilding with nothing changed re-executes
+nothing. Sphinx's environment and the pages live below it under a *site key*, a hash of this package
+(``tools/``), which no chapter imports: a change to the build's own code renders every page afresh and
 re-executes nothing.
 
-``python -m book.site build`` (``make book``) and ``python -m book.site mathjax`` (part of ``make setup``).
+``python -m tools.site build`` (``make book``) and ``python -m tools.site mathjax`` (part of ``make setup``).
 """
 
 from __future__ import annotations
@@ -38,10 +40,6 @@ MATHJAX_INTEGRITY = (
 MATHJAX_DIR = REPO_ROOT / "_vendor" / "mathjax"
 
 
-# Build tooling that no chapter imports: a change to it re-renders the pages but re-executes nothing.
-SITE_MODULES = ("export.py", "site.py", "sphinx_ext.py")
-
-
 def _digest(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -51,17 +49,15 @@ def _digest(paths: list[Path]) -> str:
 
 
 def build_key(profile: str, root: Path = REPO_ROOT) -> str:
-    """``<profile>-<hash>``, the key of the execution cache: the hash covers ``requirements.txt`` and the
-    modules of ``book/`` that chapters run (all but :data:`SITE_MODULES`)."""
-    modules = [path for path in sorted((root / "book").glob("*.py")) if path.name not in SITE_MODULES]
-    return f"{profile}-{_digest(modules + [root / 'requirements.txt'])}"
+    """``<profile>-<hash>``, the key of the execution cache: the hash covers every module of ``book/`` (what
+    the chapters import) and ``requirements.txt``."""
+    return f"{profile}-{_digest(sorted((root / 'book').glob('*.py')) + [root / 'requirements.txt'])}"
 
 
 def site_key(root: Path = REPO_ROOT) -> str:
-    """``site-<hash>`` of :data:`SITE_MODULES`: Sphinx's state and the html live under it, so that a change
-    to the site's code renders every page afresh from the (unchanged) execution cache."""
-    modules = [root / "book" / name for name in SITE_MODULES]
-    return f"site-{_digest([path for path in modules if path.exists()])}"
+    """``site-<hash>`` of the modules of ``tools/``: Sphinx's state and the html live under it, so that a
+    change to the build's own code renders every page afresh from the (unchanged) execution cache."""
+    return f"site-{_digest(sorted((root / 'tools').glob('*.py')))}"
 
 
 def build_dir(key: str, build_root: Path = BUILD_ROOT) -> Path:
@@ -144,7 +140,7 @@ def fetch_mathjax() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the book's website.")
+    parser = argparse.ArgumentParser(prog="python -m tools.site", description="Build the book's website.")
     sub = parser.add_subparsers(dest="command", required=True)
     build_parser = sub.add_parser("build", help="execute the chapters and write the website")
     build_parser.add_argument(
@@ -152,15 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     build_parser.add_argument("--out", type=Path, default=BUILD_ROOT / "html", help="output folder")
     sub.add_parser("mathjax", help="fetch MathJax 3 into _vendor/mathjax")
-    sub.add_parser("profile", help="print the profile a build would use")
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
             return build(args.profile, args.out)
-        if args.command == "mathjax":
-            print(f"MathJax in {fetch_mathjax().relative_to(REPO_ROOT)}")
-            return 0
-        print(get_profile(None).name)
+        print(f"MathJax in {fetch_mathjax().relative_to(REPO_ROOT)}")
         return 0
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,8 +8,9 @@ own reader. Each generated module
 * has the imports of its cells gathered at the top, deduplicated and sorted (by ruff's isort rule);
 * has a provenance comment over each exported cell (chapter and section).
 
-``python -m book.export`` (``make export``) writes the modules; ``python -m book.export --check`` (part of the
-tests) fails when ``book/`` differs from what the chapters say and names the command that fixes it.
+``python -m tools.export`` (``make export``) writes the modules; ``python -m tools.export --check`` (part of
+the tests) fails when ``book/`` differs from what the chapters say and names the command that fixes it.
+A chapter cannot export into a hand-written module of ``book/`` (one without the generated header).
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def check(chapters_dir: Path = REPO_ROOT / "chapters", package_dir: Path = REPO_
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report whether book/ is in sync")
     args = parser.parse_args(argv)
     if args.check:
