@@ -9,7 +9,7 @@ Three parts, all in this one process on this one machine:
    run spent in the network (the aim is at least 0.95). The network is chapter 3's U-Net, untrained (its
    weights do not change its speed), under the book's autocast precision.
 2. Training throughput: images per second of a flow-matching training step of the same U-Net in float32 and
-   under autocast (bfloat16; float16 as well on CUDA), and their ratio (chapter 5's `book.precision`).
+   under autocast (bfloat16; float16 as well on CUDA), and their ratio (chapter 5's `book.numerics`).
 3. The execution time of each chapter per profile, read from the execution records that Jupyter Book's cache
    keeps for the latest build of each profile (nothing is re-executed).
 
@@ -41,11 +41,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "_build" / "bench"
 
 from book.ddpm import linear_beta_schedule, network_eps  # noqa: E402
-from book.diffusion_samplers import ddim_sample, ddpm_sample  # noqa: E402
+from book.diffusion_samplers import DDIMStep, DDPMStep, reverse_process  # noqa: E402
 from book.flow_matching import flow_matching_loss  # noqa: E402
-from book.image_flow import in_mixed_precision  # noqa: E402
-from book.precision import grad_scaler, precisions_to_measure, time_call, train_step  # noqa: E402
-from book.profiles import PROFILE_NAMES, autocast_dtype, choose_device  # noqa: E402
+from book.numerics import (  # noqa: E402
+    autocast_dtype,
+    grad_scaler,
+    in_mixed_precision,
+    precisions_to_measure,
+    time_call,
+    train_step,
+)
+from book.profiles import PROFILE_NAMES, choose_device  # noqa: E402
 from book.samplers import integrate  # noqa: E402
 from book.schedules import linear_schedule  # noqa: E402
 from book.unet import UNet, UNetConfig  # noqa: E402
@@ -114,10 +120,10 @@ def sampler_overhead(device: torch.device, *, batch: int, steps: int, repeats: i
         return lambda: integrate(network, x, steps=steps, method=method)
 
     def ddpm_run(network: Callable) -> Callable[[], object]:
-        return lambda: ddpm_sample(network, x, schedule, steps=steps, generator=generator)
+        return lambda: reverse_process(network, x, schedule, DDPMStep(), steps=steps, generator=generator)
 
     def ddim_run(network: Callable) -> Callable[[], object]:
-        return lambda: ddim_sample(network, x, schedule, steps=steps)
+        return lambda: reverse_process(network, x, schedule, DDIMStep(), steps=steps)
 
     samplers = {  # name: (full run, the same run with a free network, its bare network calls, NFE)
         "Euler": (flow_run(velocity, "euler"), flow_run(free, "euler"), bare_flow(steps), steps),

@@ -54,6 +54,7 @@ def olympic_rings(n: int, *, generator: torch.Generator | None = None,
     return LabelledPoints(points.float(), labels)
 
 
+# Defined in chapters/01_normalizing_flows.md, section "The data".
 def rings_log_density(x: Tensor, *, noise: float = RINGS_NOISE, angles: int = 256,
                       batch_size: int = 2048) -> Tensor:
     """The exact log-density of :func:`olympic_rings` at x (N, 2), shape (N,), float64.
@@ -83,6 +84,7 @@ def rings_held_out(n: int = 2000) -> Tensor:
     return olympic_rings(n, generator=torch.Generator().manual_seed(RINGS_HELD_OUT_SEED)).points
 
 
+# Defined in chapters/01_normalizing_flows.md, section "The data".
 def two_moons(n: int, *, generator: torch.Generator | None = None, noise: float = 0.05) -> LabelledPoints:
     """scikit-learn's two moons (seeded from ``generator``), scaled by 2 and centred.
 

@@ -9,12 +9,66 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from book.cache import CachedRun, load_or_train
-from book.data import load_images
-from book.image_flow import in_mixed_precision, to_model_space
-from book.profiles import choose_device, current_profile, seed_everything
-from book.training import fit
+from book.cache import CachedRun, fingerprint, load_or_train
+from book.numerics import in_mixed_precision
+from book.profiles import seeded
+from book.training import TrainingRecipe, fit
 from book.unet import UNet, UNetConfig, drop_labels
+
+
+# Defined in chapters/04_ddpm_guidance_ddim.md, section "The forward process".
+def per_sample(values: Tensor, like: Tensor) -> Tensor:
+    """Per-sample values (B,) shaped (B, 1, ..., 1) to broadcast against ``like`` (B, ...); dtype kept."""
+    return values.reshape(values.shape[0], *([1] * (like.ndim - 1)))
+
+
+@dataclass(frozen=True)
+class DiffusionCoefficients:
+    r"""The coefficients of :math:`x_t = \alpha_t x_0 + \sigma_t \epsilon` (eq-ddpm-closed-form) at a batch of
+    steps, each of shape (B, 1, ..., 1) in float64.
+
+    Attributes:
+        alpha_bar: :math:`\bar\alpha_t = \prod_{s \le t} (1 - \beta_s)`.
+    """
+
+    alpha_bar: Tensor
+
+    @property
+    def alpha(self) -> Tensor:
+        r"""The signal coefficient :math:`\alpha_t = \sqrt{\bar\alpha_t}`."""
+        return self.alpha_bar.sqrt()
+
+    @property
+    def sigma(self) -> Tensor:
+        r"""The noise coefficient :math:`\sigma_t = \sqrt{1 - \bar\alpha_t}`."""
+        return (1 - self.alpha_bar).sqrt()
+
+
+@dataclass(frozen=True)
+class Jump:
+    r"""The constants of a move from step t down to step s < t, for a batch: each (B, 1, ..., 1), float64.
+
+    Attributes:
+        start: the coefficients at t.
+        end: the coefficients at s.
+        ends_at_data: whether s = 0 (bool).
+    """
+
+    start: DiffusionCoefficients
+    end: DiffusionCoefficients
+    ends_at_data: Tensor
+
+    @property
+    def beta(self) -> Tensor:
+        r""":math:`\beta = 1 - \bar\alpha_t / \bar\alpha_s`, the noise the forward chain adds from s to t
+        (eq-ddpm-sub-betas)."""
+        return 1 - self.start.alpha_bar / self.end.alpha_bar
+
+    @property
+    def beta_tilde(self) -> Tensor:
+        r""":math:`\tilde\beta = \frac{1 - \bar\alpha_s}{1 - \bar\alpha_t} \beta`, the variance of the
+        posterior q(x_s | x_t, x_0) (eq-ddpm-posterior); 0 when s = 0."""
+        return (1 - self.end.alpha_bar) / (1 - self.start.alpha_bar) * self.beta
 
 
 # Defined in chapters/04_ddpm_guidance_ddim.md, section "The forward process".
@@ -27,21 +81,25 @@ class NoiseSchedule:
 
     Attributes:
         betas: :math:`\beta_t`, the variance of the noise added by step t.
-        alphas: :math:`\alpha_t = 1 - \beta_t`.
-        alpha_bars: :math:`\bar\alpha_t = \prod_{s \le t} \alpha_s` (eq-ddpm-closed-form).
-        beta_tildes: :math:`\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\, \beta_t`, the
-            variance of the posterior q(x_{t-1} | x_t, x_0) (eq-ddpm-posterior); 0 at t = 0 and t = 1.
+        alpha_bars: :math:`\bar\alpha_t = \prod_{s \le t} (1 - \beta_s)` (eq-ddpm-closed-form).
     """
 
     betas: Tensor
-    alphas: Tensor
     alpha_bars: Tensor
-    beta_tildes: Tensor
 
     @property
     def num_steps(self) -> int:
         """T, the number of noising steps."""
         return self.betas.shape[0] - 1
+
+    def at(self, t: Tensor, like: Tensor) -> DiffusionCoefficients:
+        """The coefficients at steps ``t`` (B,) int64 in 0..T, shaped to broadcast against ``like``
+        (B, ...)."""
+        return DiffusionCoefficients(alpha_bar=per_sample(self.alpha_bars.to(t.device)[t], like))
+
+    def jump(self, t: Tensor, s: Tensor, like: Tensor) -> Jump:
+        """The constants of the moves from steps ``t`` (B,) down to steps ``s`` (B,), s < t."""
+        return Jump(start=self.at(t, like), end=self.at(s, like), ends_at_data=per_sample(s == 0, like))
 
     def to(self, device: torch.device) -> "NoiseSchedule":
         """The schedule with its tables on ``device``. Move it once, where the steps run: a lookup of a table
@@ -49,6 +107,7 @@ class NoiseSchedule:
         return NoiseSchedule(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
+# Defined in chapters/04_ddpm_guidance_ddim.md, section "The forward process".
 def schedule_from_betas(betas: Tensor) -> NoiseSchedule:
     r"""The :class:`NoiseSchedule` of :math:`\beta_1, \dots, \beta_T`, shape (T,), each in (0, 1)."""
     betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
@@ -57,11 +116,7 @@ def schedule_from_betas(betas: Tensor) -> NoiseSchedule:
                          f"got {betas.numel()} values in [{betas.min():.3g}, {betas.max():.3g}]"
                          if betas.numel() else "betas must be a non-empty sequence of values in (0, 1)")
     betas = torch.cat([torch.zeros(1, dtype=torch.float64), betas])  # (T + 1,): step 0 is the data
-    alphas = 1.0 - betas
-    alpha_bars = torch.cumprod(alphas, dim=0)
-    beta_tildes = torch.zeros_like(betas)
-    beta_tildes[1:] = (1.0 - alpha_bars[:-1]) / (1.0 - alpha_bars[1:]) * betas[1:]
-    return NoiseSchedule(betas=betas, alphas=alphas, alpha_bars=alpha_bars, beta_tildes=beta_tildes)
+    return NoiseSchedule(betas=betas, alpha_bars=torch.cumprod(1.0 - betas, dim=0))
 
 
 def linear_beta_schedule(num_steps: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02) -> NoiseSchedule:
@@ -74,7 +129,7 @@ def linear_beta_schedule(num_steps: int = 1000, beta_1: float = 1e-4, beta_T: fl
 def cosine_beta_schedule(num_steps: int = 1000, offset: float = 0.008,
                          max_beta: float = 0.999) -> NoiseSchedule:
     r"""The cosine schedule: :math:`\bar\alpha_t = f(t) / f(0)` with
-    :math:`f(t) = \cos^2\big(\frac{t/T + s}{1 + s} \frac{\pi}{2}\big)` and s = ``offset``;
+    :math:`f(t) = \cos^2\big(\frac{t/T + o}{1 + o} \frac{\pi}{2}\big)` and o = ``offset``;
     :math:`\beta_t = 1 - \bar\alpha_t / \bar\alpha_{t-1}`, at most ``max_beta`` (the last would reach 1)."""
     if num_steps <= 0:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps}")
@@ -84,36 +139,24 @@ def cosine_beta_schedule(num_steps: int = 1000, offset: float = 0.008,
     return schedule_from_betas((1 - alpha_bars[1:] / alpha_bars[:-1]).clamp(max=max_beta))
 
 
-def extract(values: Tensor, t: Tensor, x_shape: torch.Size | tuple[int, ...]) -> Tensor:
-    """The per-step constants ``values[t]`` shaped to broadcast against a batch of shape ``x_shape``.
-
-    Args:
-        values: shape (T + 1,), a field of :class:`NoiseSchedule` (float64).
-        t: shape (B,), int64 steps in 0..T.
-        x_shape: the batch's shape (B, ...).
-    Returns:
-        shape (B, 1, ..., 1) with as many dimensions as ``x_shape``, on ``t``'s device, in float64.
-    """
-    return values.to(t.device)[t].reshape(t.shape[0], *([1] * (len(x_shape) - 1)))
-
-
+# Defined in chapters/04_ddpm_guidance_ddim.md, section "The forward process".
 def q_sample(schedule: NoiseSchedule, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-    r""":math:`x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon` (eq-ddpm-closed-form).
+    r""":math:`x_t = \alpha_t x_0 + \sigma_t \epsilon` (eq-ddpm-closed-form).
 
     ``x0`` and ``eps`` of shape (B, ...), ``t`` (B,) int64 in 0..T; returns (B, ...) in ``x0``'s dtype.
     """
-    alpha_bar = extract(schedule.alpha_bars, t, x0.shape)
-    return (alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps).to(x0.dtype)
+    at_t = schedule.at(t, x0)
+    return (at_t.alpha * x0 + at_t.sigma * eps).to(x0.dtype)
 
 
 def forward_step(schedule: NoiseSchedule, x_previous: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-    r"""One step of the chain (eq-ddpm-forward): :math:`x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{\beta_t}\, z`.
+    r"""One step of the chain (eq-ddpm-forward):
+    :math:`x_t = \sqrt{1 - \beta_t}\, x_{t-1} + \sqrt{\beta_t}\, z`.
 
     ``x_previous`` (the batch at step t - 1) and ``noise`` of shape (B, ...), ``t`` (B,) int64 in 1..T.
     """
-    alpha = extract(schedule.alphas, t, x_previous.shape)
-    beta = extract(schedule.betas, t, x_previous.shape)
-    return (alpha.sqrt() * x_previous + beta.sqrt() * noise).to(x_previous.dtype)
+    beta = per_sample(schedule.betas.to(t.device)[t], x_previous)
+    return ((1 - beta).sqrt() * x_previous + beta.sqrt() * noise).to(x_previous.dtype)
 
 
 # Defined in chapters/04_ddpm_guidance_ddim.md, section "Time conditioning".
@@ -160,6 +203,7 @@ def ddpm_loss(eps_model: EpsModel, x0: Tensor, schedule: NoiseSchedule, *, label
     return (eps_model(x_t, t, labels) - eps).pow(2).mean()
 
 
+# Defined in chapters/04_ddpm_guidance_ddim.md, section "Time conditioning".
 def ddpm_image_loss(model: torch.nn.Module, x0: Tensor, labels: Tensor | None = None, *,
                     schedule: NoiseSchedule, device: torch.device, label_dropout: float = 0.0) -> Tensor:
     """:func:`ddpm_loss` for a U-Net on images (B, C, H, W) in [-1, 1], the network under mixed precision.
@@ -172,46 +216,34 @@ def ddpm_image_loss(model: torch.nn.Module, x0: Tensor, labels: Tensor | None = 
     return ddpm_loss(network_eps(model, schedule.num_steps, device), x0, schedule, labels=labels)
 
 
-DDPM_DATASETS = ("mnist", "fashion-mnist")
-
-
-def trained_ddpm(dataset: str = "mnist", *, epochs: int, images: int | None = None,
-                 device: torch.device | None = None, lr: float = 2e-3, label_dropout: float = 0.2,
-                 seed: int = 0) -> CachedRun:
+def trained_ddpm(images: Tensor, labels: Tensor, recipe: TrainingRecipe, *, dataset: str,
+                 device: torch.device) -> CachedRun:
     """A class-conditional DDPM U-Net (chapter 3's :class:`~book.unet.UNet`, 10 classes plus the null class)
     trained with :func:`ddpm_image_loss` on the linear schedule (T = 1000), through the model cache.
 
     Args:
-        dataset: ``"mnist"`` or ``"fashion-mnist"``.
-        epochs: passes over the training images.
-        images: how many training images (default: the profile's ``mnist_train_images``).
+        images: training images in model space [-1, 1], shape (N, 1, 28, 28).
+        labels: their classes, shape (N,), in 0..9.
+        recipe: how to train; ``recipe.label_dropout`` is the rate of the null class.
+        dataset: names the model (``"mnist"``, ``"fashion-mnist"``).
         device: where to train; the returned model is there, in eval mode.
     Returns:
         the :class:`~book.cache.CachedRun` (``model``, ``history``, ``from_cache``).
     """
-    if dataset not in DDPM_DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DDPM_DATASETS)}")
-    device = device or choose_device()
-    profile = current_profile()
-    train = load_images(dataset, "train")
-    count = min(images or profile.mnist_train_images, len(train))
-    config = UNetConfig(num_classes=len(train.class_names))
     schedule = linear_beta_schedule().to(device)
-    hparams = {"dataset": dataset, "config": repr(config), "schedule": "linear(1000, 1e-4, 0.02)",
-               "images": count, "epochs": epochs, "batch_size": profile.image_batch_size, "lr": lr,
-               "label_dropout": label_dropout, "seed": seed}
 
-    def loss_fn(model: torch.nn.Module, x0: Tensor, labels: Tensor) -> Tensor:
-        return ddpm_image_loss(model, x0, labels, schedule=schedule, device=device,
-                               label_dropout=label_dropout)
+    def loss_fn(model: torch.nn.Module, x0: Tensor, batch_labels: Tensor) -> Tensor:
+        return ddpm_image_loss(model, x0, batch_labels, schedule=schedule, device=device,
+                               label_dropout=recipe.label_dropout)
 
-    seed_everything(seed)
+    with seeded(recipe.seed):
+        model = UNet(UNetConfig(num_classes=10))
     run = load_or_train(
-        f"ddpm-unet-{dataset}", UNet(config),
-        lambda model: fit(model, loss_fn, (to_model_space(train.images[:count]), train.labels[:count]),
-                          epochs=epochs, batch_size=profile.image_batch_size, lr=lr, seed=seed, device=device,
-                          desc=f"DDPM, {dataset}"),
-        hparams=hparams, code=[fit, ddpm_image_loss],
+        f"ddpm-unet-{dataset}", model,
+        lambda model: fit(model, loss_fn, (images, labels), recipe, device=device, desc=f"DDPM, {dataset}"),
+        recipe=recipe, data={"dataset": dataset, "schedule": "linear", "steps": schedule.num_steps,
+                             "images": len(images), "fingerprint": fingerprint(images, labels)},
+        device=device, code=[fit, ddpm_image_loss],
     )
-    run.model.to(device).eval()
+    run.model.eval()
     return run

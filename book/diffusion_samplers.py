@@ -10,11 +10,12 @@ from itertools import pairwise
 import torch
 from torch import Tensor
 
-from book.ddpm import EpsModel, NoiseSchedule, extract
-from book.image_flow import to_pixels
+from book.ddpm import DiffusionCoefficients, EpsModel, Jump, NoiseSchedule
+from book.numerics import to_pixels
+from book.predictions import data_from_noise, noise_from_data
 
 
-# Defined in chapters/04_ddpm_guidance_ddim.md, section "Two reverse variances".
+# Defined in chapters/04_ddpm_guidance_ddim.md, section "Any sub-sequence of steps".
 def timestep_sequence(num_steps: int, steps: int | Sequence[int]) -> list[int]:
     r"""The steps :math:`\tau_1 < \dots < \tau_S` a reverse process visits (from :math:`\tau_S` down to 0).
 
@@ -38,13 +39,14 @@ def timestep_sequence(num_steps: int, steps: int | Sequence[int]) -> list[int]:
     return taus
 
 
+# Defined in chapters/04_ddpm_guidance_ddim.md, section "Two reverse variances".
 @dataclass(frozen=True)
 class ReverseStep:
     r"""One reverse step from :math:`x_t` to :math:`x_s` (s < t): :math:`x_s = \text{mean} + \text{std}\, z`.
 
     Attributes:
         mean: shape (B, ...).
-        std: :math:`\sigma`, shape (B, 1, ..., 1).
+        std: the standard deviation of the added noise, shape (B, 1, ..., 1).
         x0: the prediction :math:`\hat x_0` (eq-ddpm-x0), shape (B, ...).
         noisy: whether the rule adds noise before step 0 (``False`` for a deterministic rule such as DDIM with
             :math:`\eta = 0`). A plain flag, so that a sampler need not read ``std`` back from the GPU to
@@ -57,66 +59,60 @@ class ReverseStep:
     noisy: bool = True
 
 
-def jump_constants(schedule: NoiseSchedule, t: Tensor, s: Tensor,
-                   x_shape: torch.Size) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    r""":math:`\bar\alpha_t, \bar\alpha_s`, the jump's :math:`\beta = 1 - \bar\alpha_t / \bar\alpha_s`
-    (eq-ddpm-sub-betas) and :math:`\tilde\beta = \frac{1 - \bar\alpha_s}{1 - \bar\alpha_t} \beta`; each
-    (B, 1, ...) in float64, for steps t (B,) and s (B,) with s < t."""
-    alpha_bar_t = extract(schedule.alpha_bars, t, x_shape)
-    alpha_bar_s = extract(schedule.alpha_bars, s, x_shape)
-    beta = 1 - alpha_bar_t / alpha_bar_s
-    beta_tilde = (1 - alpha_bar_s) / (1 - alpha_bar_t) * beta
-    return alpha_bar_t, alpha_bar_s, beta, beta_tilde
-
-
-def predicted_x0(eps: Tensor, x_t: Tensor, alpha_bar_t: Tensor, clip_x0: bool) -> tuple[Tensor, Tensor]:
+def predicted_x0(eps: Tensor, x_t: Tensor, at_t: DiffusionCoefficients,
+                 clip_x0: bool) -> tuple[Tensor, Tensor]:
     r""":math:`\hat x_0` (eq-ddpm-x0) and the noise, both (B, ...); with ``clip_x0``, :math:`\hat x_0` is
-    clipped to the data range [-1, 1] and the noise replaced by the one consistent with it,
-    :math:`(x_t - \sqrt{\bar\alpha_t}\, \hat x_0) / \sqrt{1 - \bar\alpha_t}`."""
-    x0 = (x_t - (1 - alpha_bar_t).sqrt() * eps) / alpha_bar_t.sqrt()
+    clipped to the data range [-1, 1] and the noise replaced by the one consistent with it."""
+    x0 = data_from_noise(eps, x_t, at_t.alpha, at_t.sigma)
     if clip_x0:
         x0 = x0.clamp(-1.0, 1.0)
-        eps = (x_t - alpha_bar_t.sqrt() * x0) / (1 - alpha_bar_t).sqrt()
+        eps = noise_from_data(x0, x_t, at_t.alpha, at_t.sigma)
     return x0, eps
 
 
 VARIANCES = ("beta", "beta_tilde")
 
 
-def ddpm_step(schedule: NoiseSchedule, eps: Tensor, x_t: Tensor, t: Tensor, s: Tensor, *,
-              variance: str = "beta_tilde", clip_x0: bool = False) -> ReverseStep:
-    r"""The DDPM reverse step (eq-ddpm-step) from step t to step s < t, with the jump's :math:`\beta`
-    (eq-ddpm-sub-betas): mean :math:`\frac{1}{\sqrt{1 - \beta}}\big(x_t - \frac{\beta}{\sqrt{1 -
-    \bar\alpha_t}} \epsilon\big)`, variance :math:`\beta` or :math:`\tilde\beta`; no noise when s = 0.
+@dataclass(frozen=True)
+class DDPMStep:
+    r"""The DDPM reverse step (eq-ddpm-step) from step t to any s < t, with the jump's :math:`\beta`
+    (eq-ddpm-sub-betas): mean :math:`\frac{1}{\sqrt{1 - \beta}}\big(x_t - \frac{\beta}{\sigma_t}
+    \epsilon\big)`, variance :math:`\beta` or :math:`\tilde\beta`; no noise when s = 0.
 
-    Args:
-        eps: the predicted noise at (x_t, t), shape (B, ...).
-        x_t: shape (B, ...); t, s: shape (B,), int64.
+    Called as ``rule(eps, x_t, jump)`` with the predicted noise ``eps`` and ``x_t`` of shape (B, ...).
+
+    Attributes:
         variance: ``"beta"`` or ``"beta_tilde"``.
         clip_x0: clip :math:`\hat x_0` to [-1, 1] first (:func:`predicted_x0`).
     """
-    if variance not in VARIANCES:
-        raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
-    alpha_bar_t, _, beta, beta_tilde = jump_constants(schedule, t, s, x_t.shape)
-    x0, eps = predicted_x0(eps, x_t, alpha_bar_t, clip_x0)
-    mean = (x_t - beta / (1 - alpha_bar_t).sqrt() * eps) / (1 - beta).sqrt()
-    var = beta if variance == "beta" else beta_tilde
-    last = s.reshape(-1, *([1] * (x_t.ndim - 1))) == 0  # (B, 1, ..., 1): the step that ends at x_0
-    var = torch.where(last, 0.0, var)
-    return ReverseStep(mean=mean.to(x_t.dtype), std=var.sqrt().to(x_t.dtype), x0=x0.to(x_t.dtype))
+
+    variance: str = "beta_tilde"
+    clip_x0: bool = False
+
+    def __post_init__(self) -> None:
+        if self.variance not in VARIANCES:
+            raise ValueError(f"unknown variance {self.variance!r}; choose one of {', '.join(VARIANCES)}")
+
+    def __call__(self, eps: Tensor, x_t: Tensor, jump: Jump) -> ReverseStep:
+        x0, eps = predicted_x0(eps, x_t, jump.start, self.clip_x0)
+        mean = (x_t - jump.beta / jump.start.sigma * eps) / (1 - jump.beta).sqrt()
+        variance = jump.beta if self.variance == "beta" else jump.beta_tilde
+        variance = torch.where(jump.ends_at_data, 0.0, variance)
+        return ReverseStep(mean=mean.to(x_t.dtype), std=variance.sqrt().to(x_t.dtype), x0=x0.to(x_t.dtype))
 
 
-StepRule = Callable[[Tensor, Tensor, Tensor, Tensor], ReverseStep]
-"""A step rule ``rule(eps, x_t, t, s) -> ReverseStep`` (a schedule and options already bound)."""
+StepRule = Callable[[Tensor, Tensor, Jump], ReverseStep]
+"""A step rule ``rule(eps, x_t, jump) -> ReverseStep``, such as :class:`DDPMStep` or :class:`DDIMStep`."""
 
 
+# Defined in chapters/04_ddpm_guidance_ddim.md, section "Two reverse variances".
 @dataclass
 class DiffusionResult:
-    """What a reverse process returns.
+    r"""What a reverse process returns.
 
     Attributes:
         samples: the final points x_0, shape (B, ...).
-        timesteps: the steps visited, from :math:`\\tau_S` down to 0.
+        timesteps: the steps visited, from :math:`\tau_S` down to 0.
         nfe: the number of calls of the noise predictor (one per step).
         seconds: the wall-clock time.
         trajectory: every intermediate point, shape (S + 1, B, ...), when asked for; else ``None``.
@@ -136,12 +132,14 @@ def reverse_process(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, r
                     return_trajectory: bool = False) -> DiffusionResult:
     """Run ``rule`` from ``x_T`` (B, ...) down the steps of :func:`timestep_sequence` to step 0.
 
-    The noise z of stochastic steps is drawn with ``generator`` on its device (the CPU by default) and moved
-    to ``x_T``'s device, so a seed gives the same noise on every device. Nothing in the loop waits for the
-    GPU: the decision to draw z is taken from plain numbers (``step.noisy`` and s), and z travels from pinned
-    memory without blocking, so the processor prepares the next step while the GPU runs the network.
+    DDPM and DDIM are this loop with different rules. The noise z of stochastic steps is drawn with
+    ``generator`` on its device (the CPU by default) and moved to ``x_T``'s device. Nothing in the loop waits
+    for the GPU: the schedule moves to the device once, the decision to draw z is taken from plain numbers
+    (``step.noisy`` and s), and z travels from pinned memory without blocking (appendix, "GPU
+    synchronization").
     """
     start = time.perf_counter()
+    schedule = schedule.to(x_T.device)
     visited = [0, *timestep_sequence(schedule.num_steps, steps)][::-1]  # tau_S, ..., tau_1, 0
     x = x_T
     path = [x] if return_trajectory else None
@@ -149,7 +147,7 @@ def reverse_process(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, r
     for t, s in pairwise(visited):
         t_batch = torch.full((batch,), t, dtype=torch.long, device=x.device)
         s_batch = torch.full((batch,), s, dtype=torch.long, device=x.device)
-        step = rule(eps_model(x, t_batch, labels), x, t_batch, s_batch)
+        step = rule(eps_model(x, t_batch, labels), x, schedule.jump(t_batch, s_batch, like=x))
         x = step.mean
         if step.noisy and s > 0:  # the step into x_0 adds no noise
             z = torch.randn(x.shape, generator=generator, dtype=x.dtype,
@@ -165,94 +163,82 @@ def reverse_process(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, r
                            trajectory=torch.stack(path) if path is not None else None)
 
 
-def ddpm_sample(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, *, steps: int | Sequence[int],
-                variance: str = "beta_tilde", clip_x0: bool = False, labels: Tensor | None = None,
-                generator: torch.Generator | None = None, return_trajectory: bool = False) -> DiffusionResult:
-    r"""DDPM ancestral sampling (eq-ddpm-step) on a sub-sequence of steps, :math:`\sigma^2 = \beta` or
-    :math:`\tilde\beta` (``variance``); ``x_T`` (B, ...) is the starting noise."""
-    if variance not in VARIANCES:
-        raise ValueError(f"unknown variance {variance!r}; choose one of {', '.join(VARIANCES)}")
-    schedule = schedule.to(x_T.device)
-
-    def rule(eps: Tensor, x_t: Tensor, t: Tensor, s: Tensor) -> ReverseStep:
-        return ddpm_step(schedule, eps, x_t, t, s, variance=variance, clip_x0=clip_x0)
-
-    return reverse_process(eps_model, x_T, schedule, rule, steps=steps, labels=labels, generator=generator,
-                           return_trajectory=return_trajectory)
-
-
 # Defined in chapters/04_ddpm_guidance_ddim.md, section "DDIM: the same model, fewer and deterministic steps".
-def ddim_step(schedule: NoiseSchedule, eps: Tensor, x_t: Tensor, t: Tensor, s: Tensor, *,
-              eta: float = 0.0, clip_x0: bool = False) -> ReverseStep:
-    r"""The DDIM step (eq-ddim-step) from step t to step s < t: mean :math:`\sqrt{\bar\alpha_s}\, \hat x_0 +
-    \sqrt{1 - \bar\alpha_s - \sigma^2}\, \epsilon`, :math:`\sigma^2 = \eta^2 \tilde\beta`.
+@dataclass(frozen=True)
+class DDIMStep:
+    r"""The DDIM step (eq-ddim-step) from step t to any s < t: mean :math:`\alpha_s \hat x_0 +
+    \sqrt{\sigma_s^2 - \kappa^2}\, \epsilon` and noise of variance :math:`\kappa^2 = \eta^2 \tilde\beta`.
 
-    Args:
-        eps: the predicted noise at (x_t, t), shape (B, ...).
-        x_t: shape (B, ...); t, s: shape (B,), int64.
+    Called as ``rule(eps, x_t, jump)`` with the predicted noise ``eps`` and ``x_t`` of shape (B, ...).
+
+    Attributes:
         eta: in [0, 1]; 0 is deterministic, 1 is DDPM with :math:`\tilde\beta`.
         clip_x0: clip :math:`\hat x_0` to [-1, 1] first (:func:`predicted_x0`).
     """
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM's beta_tilde), got {eta}")
-    alpha_bar_t, alpha_bar_s, _, beta_tilde = jump_constants(schedule, t, s, x_t.shape)
-    x0, eps = predicted_x0(eps, x_t, alpha_bar_t, clip_x0)  # (eq-ddpm-x0)
-    var = eta**2 * beta_tilde
-    mean = alpha_bar_s.sqrt() * x0 + (1 - alpha_bar_s - var).clamp(min=0).sqrt() * eps
-    return ReverseStep(mean=mean.to(x_t.dtype), std=var.sqrt().to(x_t.dtype), x0=x0.to(x_t.dtype),
-                       noisy=eta > 0)
+
+    eta: float = 0.0
+    clip_x0: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM's beta_tilde), "
+                             f"got {self.eta}")
+
+    def __call__(self, eps: Tensor, x_t: Tensor, jump: Jump) -> ReverseStep:
+        x0, eps = predicted_x0(eps, x_t, jump.start, self.clip_x0)  # (eq-ddpm-x0)
+        variance = self.eta**2 * jump.beta_tilde
+        mean = jump.end.alpha * x0 + (1 - jump.end.alpha_bar - variance).clamp(min=0).sqrt() * eps
+        return ReverseStep(mean=mean.to(x_t.dtype), std=variance.sqrt().to(x_t.dtype), x0=x0.to(x_t.dtype),
+                           noisy=self.eta > 0)
 
 
-def ddim_sample(eps_model: EpsModel, x_T: Tensor, schedule: NoiseSchedule, *, steps: int | Sequence[int],
-                eta: float = 0.0, clip_x0: bool = False, labels: Tensor | None = None,
-                generator: torch.Generator | None = None, return_trajectory: bool = False) -> DiffusionResult:
-    """DDIM sampling (eq-ddim-step) on a sub-sequence of steps; ``x_T`` (B, ...) is the starting noise."""
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM's beta_tilde), got {eta}")
-    schedule = schedule.to(x_T.device)
-
-    def rule(eps: Tensor, x_t: Tensor, t: Tensor, s: Tensor) -> ReverseStep:
-        return ddim_step(schedule, eps, x_t, t, s, eta=eta, clip_x0=clip_x0)
-
-    return reverse_process(eps_model, x_T, schedule, rule, steps=steps, labels=labels, generator=generator,
-                           return_trajectory=return_trajectory)
+def probability_flow_euler_step(eps: Tensor, x_t: Tensor, jump: Jump) -> Tensor:
+    r"""One Euler step of the probability-flow ODE :math:`d(x / \alpha) = \epsilon\, d(\sigma / \alpha)` from
+    step t to step s (eq-ddim-euler): what DDIM with :math:`\eta = 0` computes; (B, ...) -> (B, ...)."""
+    start, end = jump.start, jump.end
+    return end.alpha * (x_t / start.alpha + (end.sigma / end.alpha - start.sigma / start.alpha) * eps)
 
 
+# Defined in chapters/04_ddpm_guidance_ddim.md, section "DDIM: the same model, fewer and deterministic steps".
 SAMPLERS = ("ddpm-beta", "ddpm-beta-tilde", "ddim")
 
 
-def diffusion_images(eps_model: EpsModel, noise: Tensor, schedule: NoiseSchedule, *, sampler: str = "ddim",
-                     steps: int | Sequence[int], eta: float = 0.0, clip_x0: bool = True,
-                     labels: Tensor | None = None, generator: torch.Generator | None = None,
-                     batch_size: int = 500, device: torch.device | None = None) -> DiffusionResult:
-    """Sample many images, ``batch_size`` at a time: DDPM (either variance) or DDIM from the noise ``x_T``.
+def sampler_rule(name: str, *, eta: float = 0.0, clip_x0: bool = True) -> StepRule:
+    r"""The step rule of a named sampler: ``"ddpm-beta"``, ``"ddpm-beta-tilde"`` or ``"ddim"`` (with ``eta``).
+
+    ``clip_x0`` clips :math:`\hat x_0` to the images' range [-1, 1] in every step, on by default as in DDPM's
+    reference code.
+    """
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    if name == "ddim":
+        return DDIMStep(eta=eta, clip_x0=clip_x0)
+    return DDPMStep(variance="beta" if name == "ddpm-beta" else "beta_tilde", clip_x0=clip_x0)
+
+
+def diffusion_images(eps_model: EpsModel, noise: Tensor, schedule: NoiseSchedule, rule: StepRule, *,
+                     steps: int | Sequence[int], labels: Tensor | None = None,
+                     generator: torch.Generator | None = None, batch_size: int = 500,
+                     device: torch.device | None = None) -> DiffusionResult:
+    """Sample many images with :func:`reverse_process`, ``batch_size`` at a time, from the noise ``x_T``.
 
     Args:
         eps_model: e.g. :func:`book.ddpm.network_eps` of a trained U-Net, or a guided one.
         noise: the starting noise x_T, shape (N, C, H, W), on the CPU.
-        sampler: ``"ddpm-beta"``, ``"ddpm-beta-tilde"`` or ``"ddim"`` (with ``eta``).
-        clip_x0: clip x0_hat to the images' range [-1, 1] in every step (on by default, as in DDPM's
-            reference code).
+        rule: the step rule, e.g. ``sampler_rule("ddim")``.
         labels: classes, shape (N,), passed to ``eps_model`` chunk by chunk.
         device: where the network runs (default: the noise's device).
     Returns:
         a :class:`DiffusionResult` whose ``samples`` are **pixel values in [0, 1]**, (N, C, H, W), on the CPU;
         ``nfe`` per image and the total ``seconds``.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     device = device or noise.device
     chunks, seconds, result = [], 0.0, None
     for start in range(0, noise.shape[0], batch_size):
         x_T = noise[start:start + batch_size].to(device, torch.float32)
         chunk_labels = None if labels is None else labels[start:start + batch_size].to(device)
-        if sampler == "ddim":
-            result = ddim_sample(eps_model, x_T, schedule, steps=steps, eta=eta, clip_x0=clip_x0,
-                                 labels=chunk_labels, generator=generator)
-        else:
-            variance = "beta" if sampler == "ddpm-beta" else "beta_tilde"
-            result = ddpm_sample(eps_model, x_T, schedule, steps=steps, variance=variance, clip_x0=clip_x0,
-                                 labels=chunk_labels, generator=generator)
+        result = reverse_process(eps_model, x_T, schedule, rule, steps=steps, labels=chunk_labels,
+                                 generator=generator)
         chunks.append(to_pixels(result.samples).cpu())  # model space [-1, 1] -> pixels [0, 1]
         seconds += result.seconds
     return DiffusionResult(samples=torch.cat(chunks), timesteps=result.timesteps, nfe=result.nfe,

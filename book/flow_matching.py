@@ -21,7 +21,7 @@ def flow_matching_loss(
 ) -> Tensor:
     r"""The conditional flow-matching loss (eq-fm-loss), a scalar:
 
-    :math:`\mathbb{E}\, \| v_\theta(X_t, t) - (\dot\alpha_t X_0 + \dot\beta_t X_1) \|^2`, averaged over the
+    :math:`\mathbb{E}\, \| v_\theta(X_t, t) - (\dot\sigma_t X_0 + \dot\alpha_t X_1) \|^2`, averaged over the
     batch and over every coordinate.
 
     Args:

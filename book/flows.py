@@ -10,8 +10,13 @@ from torch import Tensor, nn
 
 from book.cache import CachedRun, load_or_train
 from book.datasets import RINGS_NOISE, olympic_rings
-from book.profiles import Profile, choose_device, current_profile
-from book.training import fit
+from book.training import TrainingRecipe, fit
+
+
+# Defined in chapters/01_normalizing_flows.md, section "Why the density of the inverse image is not enough".
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I) = -||z||^2 / 2 - (d / 2) log(2 pi), for z of shape (N, d); returns shape (N,)."""
+    return -0.5 * z.pow(2).sum(dim=-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
 
 
 # Defined in chapters/01_normalizing_flows.md, section "The affine coupling layer".
@@ -62,6 +67,9 @@ class AffineCoupling(nn.Module):
         self.shift_network = coupling_network(dim, hidden, depth)
         self.max_log_scale = max_log_scale
 
+    def extra_repr(self) -> str:
+        return f"max_log_scale={self.max_log_scale}"  # shown in repr(flow), hence part of the cache key
+
     def scale_and_shift(self, kept: Tensor) -> tuple[Tensor, Tensor]:
         """s and t of the kept part ``kept = b * z``, both (N, d), zero on the kept coordinates."""
         free = 1.0 - self.mask
@@ -111,11 +119,6 @@ class Permutation(nn.Module):
 
 
 # Defined in chapters/01_normalizing_flows.md, section "Composition".
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """log N(z; 0, I) = -||z||^2 / 2 - (d / 2) log(2 pi), for z of shape (N, d); returns shape (N,)."""
-    return -0.5 * z.pow(2).sum(dim=-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
-
-
 class NormalizingFlow(nn.Module):
     """A normalizing flow x = f(z) = f_L(...f_1(z)) with a standard normal base distribution.
 
@@ -262,28 +265,19 @@ class GaussianBaseline(nn.Module):
 
 # Defined in chapters/01_normalizing_flows.md, section "Training on the Olympic rings".
 RINGS_FLOW_NAME = "flow-rings"
-RINGS_VALIDATION_SEED = 1
+RINGS_DATA_SEED, RINGS_VALIDATION_SEED, RINGS_VALIDATION_POINTS = 0, 1, 2000
 
 
-def rings_flow_hparams(profile: Profile) -> dict[str, object]:
-    """Everything that determines the trained rings flow: reference architecture, the profile's budgets."""
-    return {"points": profile.flow_points, "epochs": profile.flow_epochs,
-            "batch_size": profile.flow_batch_size, "layers": profile.flow_layers, "hidden": 8, "depth": 5,
-            "max_log_scale": 3.0, "lr": 1e-3,
-            "data_seed": 0, "init_seed": 0, "noise": RINGS_NOISE, "validation_points": 2000}
-
-
-def train_rings_flow(profile: Profile | None = None, device: torch.device | None = None) -> CachedRun:
-    """The normalizing flow of chapter 1 trained on the Olympic rings, from the cache or trained now.
+def train_rings_flow(recipe: TrainingRecipe, points: int, *, layers: int = 15,
+                     device: torch.device) -> CachedRun:
+    """The normalizing flow of chapter 1 trained on ``points`` points of the Olympic rings, from the cache or
+    trained now (initial weights from ``recipe.seed``).
 
     The history holds "loss", "epoch_loss" and, per epoch on the validation points, "validation_nll",
     "validation_log_p_z" (mean log p_Z(f^-1(x))) and "validation_log_det" (mean log|det J_{f^-1}(x)|).
     """
-    profile = profile or current_profile()
-    device = device or choose_device()
-    hparams = rings_flow_hparams(profile)
-    points = olympic_rings(hparams["points"], generator=torch.Generator().manual_seed(hparams["data_seed"]))
-    validation = olympic_rings(hparams["validation_points"],
+    training = olympic_rings(points, generator=torch.Generator().manual_seed(RINGS_DATA_SEED))
+    validation = olympic_rings(RINGS_VALIDATION_POINTS,
                                generator=torch.Generator().manual_seed(RINGS_VALIDATION_SEED)).points.to(device)
 
     def validate(model: NormalizingFlow) -> dict[str, float]:
@@ -291,12 +285,11 @@ def train_rings_flow(profile: Profile | None = None, device: torch.device | None
         return {"validation_nll": -(log_p_z + log_det).mean().item(),
                 "validation_log_p_z": log_p_z.mean().item(), "validation_log_det": log_det.mean().item()}
 
-    model = NormalizingFlow.build(layers=hparams["layers"], hidden=hparams["hidden"], depth=hparams["depth"],
-                                  max_log_scale=hparams["max_log_scale"], seed=hparams["init_seed"])
-    model.to(device)
+    data = {"dataset": "olympic rings", "points": points, "noise": RINGS_NOISE, "data_seed": RINGS_DATA_SEED,
+            "validation_points": RINGS_VALIDATION_POINTS}
     return load_or_train(
-        RINGS_FLOW_NAME, model, hparams=hparams, code=[fit, olympic_rings],
-        train=lambda m: fit(m, nll_loss, (points.points,), epochs=hparams["epochs"],
-                            batch_size=hparams["batch_size"], lr=hparams["lr"], seed=hparams["init_seed"],
-                            device=device, validate=validate, desc="flow on the rings"),
+        RINGS_FLOW_NAME, NormalizingFlow.build(layers=layers, seed=recipe.seed), recipe=recipe, data=data,
+        device=device, code=[fit, olympic_rings],
+        train=lambda model: fit(model, nll_loss, (training.points,), recipe, device=device, validate=validate,
+                                desc="flow on the rings"),
     )

@@ -35,21 +35,3 @@ def guided(eps_model: EpsModel, w: float, null_class: int) -> EpsModel:
         return (w + 1) * conditional - w * unconditional
 
     return eps
-
-
-def class_spread(features: Tensor, labels: Tensor) -> float:
-    r"""A diversity measure: the root-mean-square distance of each image's features to the mean features of
-    its class, :math:`\sqrt{\operatorname{tr} \Sigma_c}`, averaged over the classes present.
-
-    Args:
-        features: shape (N, D), e.g. :func:`book.evaluation.classifier_features`.
-        labels: shape (N,), the class of each image (requested, for samples).
-    """
-    spreads = []
-    for c in labels.unique():
-        members = features[labels == c].double()
-        if len(members) > 1:
-            spreads.append((members - members.mean(0)).pow(2).sum(1).mean().sqrt())
-    if not spreads:
-        raise ValueError("class_spread needs at least two images of some class")
-    return torch.stack(spreads).mean().item()

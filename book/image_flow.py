@@ -2,7 +2,6 @@
 # Do not edit: change the chapter, then run `make export`.
 """Code exported from chapters/03_unets_and_images.md."""
 
-import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -13,58 +12,14 @@ import scipy.integrate
 import torch
 from torch import Tensor
 
-from book.cache import CachedRun, load_or_train
+from book.cache import CachedRun, fingerprint, load_or_train
 from book.flow_matching import flow_matching_loss
-from book.profiles import autocast_dtype, seed_everything
+from book.numerics import in_mixed_precision, to_model_space, to_pixels
+from book.profiles import seeded
 from book.samplers import SamplerResult, integrate
 from book.schedules import Schedule, get_schedule
-from book.training import fit
+from book.training import TrainingRecipe, fit
 from book.unet import UNet, UNetConfig, drop_labels
-
-
-# Defined in chapters/03_unets_and_images.md, section "The data and its scaling".
-def to_model_space(images01: Tensor) -> Tensor:
-    """Pixel values in [0, 1] to the models' range [-1, 1]: :math:`x = 2p - 1`; any shape."""
-    return 2.0 * images01 - 1.0
-
-
-def to_pixels(x: Tensor) -> Tensor:
-    """The models' range back to pixel values, :math:`p = (x + 1) / 2`, clipped to [0, 1]; any shape."""
-    return ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0)
-
-
-def mixed_precision(device: torch.device,
-                    dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager:
-    """Autocast to ``dtype`` on ``device``; by default the fast 16-bit type, bfloat16, where it is fast.
-
-    Convolutions and matrix products inside the context run in ``dtype``; code outside it (losses, ODE steps,
-    metrics) stays in float32. ``dtype=None`` takes :func:`book.profiles.autocast_dtype` (bfloat16 where the
-    hardware runs it fast, else float32); float32 switches autocast off, also inside an enclosing autocast.
-
-    Raises:
-        ValueError: for a dtype other than float32, bfloat16 and float16.
-    """
-    dtype = autocast_dtype(device) if dtype is None else dtype
-    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"unsupported precision {dtype}; choose one of float32, bfloat16, float16")
-    return torch.autocast(device.type, dtype=dtype if dtype != torch.float32 else None,
-                          enabled=dtype != torch.float32)
-
-
-def in_mixed_precision(model: Callable[..., Tensor], device: torch.device,
-                       dtype: torch.dtype | None = None) -> Callable[..., Tensor]:
-    """``model`` called under :func:`mixed_precision`, its output cast to float32.
-
-    Pass the result to :func:`book.flow_matching.flow_matching_loss` or to a sampler, so the network runs in
-    16 bits and the loss and the ODE steps in float32.
-    """
-
-    def forward(*args: Tensor) -> Tensor:
-        with mixed_precision(device, dtype):
-            output = model(*args)
-        return output.float()
-
-    return forward
 
 
 # Defined in chapters/03_unets_and_images.md, section "Training with the linear and the cosine schedule".
@@ -83,34 +38,34 @@ def flow_matching_image_loss(model: torch.nn.Module, x1: Tensor, labels: Tensor 
 
 
 # Defined in chapters/03_unets_and_images.md, section "Training with the linear and the cosine schedule".
-LABEL_DROPOUT = 0.2
-"""The probability that a training example's label becomes the null class (:func:`book.unet.drop_labels`)."""
-
-
-def trained_flow_unet(schedule_name: str, images: Tensor, labels: Tensor, *, epochs: int, batch_size: int,
-                      device: torch.device, lr: float = 2e-3, seed: int = 0) -> CachedRun:
+def trained_flow_unet(schedule_name: str, images: Tensor, labels: Tensor, recipe: TrainingRecipe, *,
+                      device: torch.device) -> CachedRun:
     """The class-conditional stronger U-Net trained by flow matching on ``images`` (N, 1, 28, 28) in model
-    space with their ``labels`` (N,), under one schedule, through the model cache (chapters 3 and 4 share it).
+    space with their ``labels`` (N,), under one schedule, following ``recipe`` (its ``label_dropout`` is the
+    rate of the null class), through the model cache (chapters 3 and 4 share it).
 
     Returns:
-        the :class:`~book.cache.CachedRun` (``model``, ``history``, ``from_cache``).
+        the :class:`~book.cache.CachedRun`: ``model`` (on ``device``, in eval mode), ``history``,
+        ``from_cache``.
     """
-    config = UNetConfig(num_classes=10)
     schedule = get_schedule(schedule_name)
-    hparams = {"schedule": schedule_name, "config": repr(config), "images": len(images), "epochs": epochs,
-               "batch_size": batch_size, "lr": lr, "label_dropout": LABEL_DROPOUT, "seed": seed}
 
     def loss_fn(model: torch.nn.Module, x1: Tensor, batch_labels: Tensor) -> Tensor:
         return flow_matching_image_loss(model, x1, batch_labels, schedule=schedule, device=device,
-                                        label_dropout=LABEL_DROPOUT)
+                                        label_dropout=recipe.label_dropout)
 
-    seed_everything(seed)
-    return load_or_train(
-        f"fm-unet-{schedule_name}", UNet(config),
-        lambda model: fit(model, loss_fn, (images, labels), epochs=epochs, batch_size=batch_size, lr=lr,
-                          seed=seed, device=device, desc=f"flow matching, {schedule_name} schedule"),
-        hparams=hparams, code=[fit, flow_matching_loss, flow_matching_image_loss],
+    with seeded(recipe.seed):
+        model = UNet(UNetConfig(num_classes=10))
+    run = load_or_train(
+        f"fm-unet-{schedule_name}", model,
+        lambda model: fit(model, loss_fn, (images, labels), recipe, device=device,
+                          desc=f"flow matching, {schedule_name} schedule"),
+        recipe=recipe, data={"path": schedule_name, "images": len(images), "fingerprint": fingerprint(images,
+                                                                                                       labels)},
+        device=device, code=[fit, flow_matching_loss, flow_matching_image_loss],
     )
+    run.model.eval()
+    return run
 
 
 # Defined in chapters/03_unets_and_images.md, section "Sampling images".

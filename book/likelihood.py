@@ -2,22 +2,17 @@
 # Do not edit: change the chapter, then run `make export`.
 """Code exported from chapters/02_flow_matching.md."""
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from book.flows import standard_normal_log_prob
 from book.samplers import Velocity, integrate
 
 
 # Defined in chapters/02_flow_matching.md, section "Beyond the course: exact likelihoods".
-def standard_normal_log_prob(x: Tensor) -> Tensor:
-    r""":math:`\log \mathcal{N}(x; 0, I) = -\tfrac12 |x|^2 - \tfrac d2 \log 2\pi`; ``x`` (B, d) -> (B,)."""
-    return -0.5 * x.pow(2).sum(dim=1) - 0.5 * x.shape[1] * math.log(2 * math.pi)
-
-
 def velocity_and_divergence(velocity: Velocity, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     r"""The velocity :math:`v(x, t)`, shape (B, d), and its exact divergence
     :math:`\nabla \cdot v = \sum_i \partial v_i / \partial x_i`, shape (B,).

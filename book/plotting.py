@@ -61,6 +61,7 @@ def scatter_points(
     return ax
 
 
+# Defined in chapters/00_preface.md, section "Plotting helpers".
 def plot_trajectories(
     ax: Axes,
     trajectory: torch.Tensor | np.ndarray,
@@ -97,6 +98,7 @@ def plot_trajectories(
     return ax
 
 
+# Defined in chapters/00_preface.md, section "Plotting helpers".
 def show_images(
     images: torch.Tensor | np.ndarray,
     *,
@@ -130,6 +132,7 @@ def show_images(
     return fig
 
 
+# Defined in chapters/00_preface.md, section "Plotting helpers".
 def plot_losses(
     ax: Axes,
     history: Mapping[str, Sequence[float]],

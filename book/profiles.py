@@ -5,7 +5,11 @@ CUDA is present and ``cpu`` otherwise. Chapters read budgets only from here, nev
 
     from book.profiles import current_profile
     profile = current_profile()
-    epochs = profile.flow_epochs
+    recipe = profile.flow_recipe  # a book.training.TrainingRecipe: epochs, batch size, learning rate, ...
+
+Only chapters read the profile: they fill recipes and sizes from it and pass them to the library's functions,
+which never read it themselves. Seeding lives here too: :func:`seed_everything` once per chapter, and
+:func:`seeded_generator` or :func:`seeded` wherever a draw must be reproducible without touching global state.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from book.training import TrainingRecipe
 
 PROFILE_ENV = "BOOK_PROFILE"
 DEVICE_ENV = "BOOK_DEVICE"
@@ -33,25 +39,33 @@ def _budget(help_text: str, *, smoke, cpu, gpu):
     return field(metadata={"help": help_text, "values": {"smoke": smoke, "cpu": cpu, "gpu": gpu}})
 
 
+def _recipe(epochs: int, batch_size: int, lr: float, **options) -> TrainingRecipe:
+    """A recipe with Adam and a cosine-annealed learning rate (the book's default) unless ``options`` say
+    otherwise; its seed is 0."""
+    return TrainingRecipe(epochs=epochs, batch_size=batch_size, lr=lr, **options)
+
+
 @dataclass(frozen=True)
 class Profile:
     """Every budget that depends on compute, for one profile.
 
     The values of all three profiles sit next to each field, so the whole table is read in one place;
-    :func:`profile_table` renders it for the preface.
+    :func:`profile_table` renders it for the preface. Training budgets are whole recipes
+    (:class:`book.training.TrainingRecipe`): epochs, batch size, learning rate and the rest of what determines
+    a network's weights besides its data and architecture.
     """
 
     name: str = field(metadata={"help": "profile name"})
-    # Chapter 01: normalizing flows (reference: 250,000 points, 20 epochs, batch 128, 15 layers).
+    # Chapter 01: normalizing flows (reference: 250,000 points, 20 epochs, batch 128, 15 layers, Adam 1e-3).
     flow_points: int = _budget("ch01: training points", smoke=2_000, cpu=80_000, gpu=250_000)
-    flow_epochs: int = _budget("ch01: training epochs", smoke=1, cpu=8, gpu=20)
-    flow_batch_size: int = _budget("ch01: batch size", smoke=128, cpu=128, gpu=128)
+    flow_recipe: TrainingRecipe = _budget("ch01: training of the flow", smoke=_recipe(1, 128, 1e-3),
+                                          cpu=_recipe(8, 128, 1e-3), gpu=_recipe(20, 128, 1e-3))
     flow_layers: int = _budget("ch01: affine coupling layers", smoke=15, cpu=15, gpu=15)
     flow_grid_size: int = _budget("ch01: log-density grid rows", smoke=60, cpu=200, gpu=300)
     # Chapter 02: flow matching in 2D (reference: 250,000 points, 20 epochs, batch 128, Euler dt = 1/1000).
     fm2d_points: int = _budget("ch02: training points", smoke=2_000, cpu=100_000, gpu=250_000)
-    fm2d_epochs: int = _budget("ch02: training epochs", smoke=1, cpu=15, gpu=20)
-    fm2d_batch_size: int = _budget("ch02: batch size", smoke=128, cpu=128, gpu=128)
+    fm2d_recipe: TrainingRecipe = _budget("ch02: training of the velocity MLPs", smoke=_recipe(1, 128, 1e-3),
+                                          cpu=_recipe(15, 128, 1e-3), gpu=_recipe(20, 128, 1e-3))
     fm2d_sampling_steps: int = _budget("ch02: Euler steps for samples", smoke=20, cpu=200, gpu=1_000)
     fm2d_gaussian_points: int = _budget("ch02: points of the Gaussian target", smoke=2_000, cpu=20_000,
                                         gpu=100_000)
@@ -63,10 +77,19 @@ class Profile:
                                          gpu=500)
     # Chapters 03-05: images.
     mnist_train_images: int = _budget("ch03-05: training images used", smoke=1_024, cpu=60_000, gpu=60_000)
-    image_batch_size: int = _budget("ch03-05: batch size", smoke=64, cpu=128, gpu=128)
-    classifier_epochs: int = _budget("ch03: evaluation classifier epochs", smoke=1, cpu=2, gpu=5)
-    unet_epochs: int = _budget("ch03: flow-matching U-Net epochs", smoke=1, cpu=1, gpu=20)
-    ddpm_epochs: int = _budget("ch04: DDPM U-Net epochs", smoke=1, cpu=1, gpu=20)
+    image_batch_size: int = _budget("ch03-05: batch size of the timing and precision measurements", smoke=64,
+                                    cpu=128, gpu=128)
+    classifier_recipe: TrainingRecipe = _budget("ch03: training of the evaluation classifier",
+                                                smoke=_recipe(1, 64, 1e-3), cpu=_recipe(2, 128, 1e-3),
+                                                gpu=_recipe(5, 128, 1e-3))
+    unet_recipe: TrainingRecipe = _budget("ch03: training of the flow-matching U-Nets (label dropout for "
+                                          "guidance)", smoke=_recipe(1, 64, 2e-3, label_dropout=0.2),
+                                          cpu=_recipe(1, 128, 2e-3, label_dropout=0.2),
+                                          gpu=_recipe(20, 128, 2e-3, label_dropout=0.2))
+    ddpm_recipe: TrainingRecipe = _budget("ch04: training of the DDPM U-Net on MNIST",
+                                          smoke=_recipe(1, 64, 2e-3, label_dropout=0.2),
+                                          cpu=_recipe(1, 128, 2e-3, label_dropout=0.2),
+                                          gpu=_recipe(20, 128, 2e-3, label_dropout=0.2))
     ddpm_max_steps: int = _budget("ch04: most sampler steps in the step sweep (of 10, 20, 50, 100, 1000)",
                                   smoke=10, cpu=50, gpu=1_000)
     ddpm_sweep_samples: int = _budget("ch04: samples per point of the MNIST step and guidance sweeps",
@@ -76,10 +99,15 @@ class Profile:
                                         cpu=20, gpu=100)
     ddpm_fashion_images: int = _budget("ch04: Fashion-MNIST training images", smoke=1_024, cpu=30_000,
                                        gpu=60_000)
-    ddpm_fashion_epochs: int = _budget("ch04: Fashion-MNIST DDPM epochs", smoke=1, cpu=1, gpu=20)
+    fashion_ddpm_recipe: TrainingRecipe = _budget("ch04: training of the DDPM U-Net on Fashion-MNIST",
+                                                  smoke=_recipe(1, 64, 2e-3, label_dropout=0.2),
+                                                  cpu=_recipe(1, 128, 2e-3, label_dropout=0.2),
+                                                  gpu=_recipe(20, 128, 2e-3, label_dropout=0.2))
     ddpm_fashion_samples: int = _budget("ch04: samples per point of the Fashion-MNIST sweeps", smoke=40,
                                         cpu=300, gpu=10_000)
-    translation_epochs: int = _budget("ch05: translation U-Net epochs", smoke=2, cpu=3, gpu=100)
+    translation_recipe: TrainingRecipe = _budget("ch05: training of the translation U-Net",
+                                                 smoke=_recipe(2, 64, 2e-3), cpu=_recipe(3, 128, 2e-3),
+                                                 gpu=_recipe(100, 128, 2e-3))
     translation_images: int = _budget("ch05: training images of each domain (MNIST, Fashion-MNIST)",
                                       smoke=128, cpu=10_000, gpu=60_000)
     translation_steps: int = _budget("ch05: Euler steps of a translation", smoke=5, cpu=20, gpu=100)
@@ -153,7 +181,8 @@ def profile_table() -> str:
     for f in dataclasses.fields(Profile):
         if "values" not in f.metadata:
             continue
-        cells = [f"{getattr(PROFILES[n], f.name):,}" for n in PROFILE_NAMES]
+        values = [getattr(PROFILES[n], f.name) for n in PROFILE_NAMES]
+        cells = [value.summary() if isinstance(value, TrainingRecipe) else f"{value:,}" for value in values]
         lines.append(f"| {f.metadata['help']} (`{f.name}`) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -169,23 +198,52 @@ def choose_device() -> torch.device:
     return torch.device("cuda" if cuda_available() else "cpu")
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and PyTorch (all devices); return a CPU generator seeded the same way.
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices): once, at the top of a chapter.
 
     The same profile on the same machine then gives the same numbers. (Across machines, float results may
     differ in the last bits: different CPUs pick different kernels.) Seeds alone are not enough on a GPU:
     several of its fastest kernels (cuDNN's autotuned convolutions, sums made of atomic additions) add in an
     order that changes from run to run. With CUDA present this also turns on PyTorch's deterministic mode
     (:func:`use_deterministic_kernels`); on the CPU nothing else changes.
+
+    Experiments take their randomness from :func:`seeded_generator` instead, so that no cell's numbers depend
+    on what ran before it.
     """
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
+    _check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (seeds the legacy global generator that libraries still use)
     torch.manual_seed(seed)  # also seeds every CUDA device
     if cuda_available():
         use_deterministic_kernels()
-    return torch.Generator().manual_seed(seed)
+
+
+def _check_seed(seed: int) -> None:
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A new random generator on ``device``, seeded with ``seed``; no global state is read or changed.
+
+    Pass it to every draw that must be reproducible (``torch.randn(..., generator=g)``) and to the samplers.
+    A CPU generator gives the same numbers on every machine, whatever device the draws are moved to.
+    """
+    _check_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block with PyTorch's global CPU generator seeded with ``seed``, restoring its state after.
+
+    For code that draws from the global generator and takes no ``generator`` argument, such as the initial
+    weights of a network: ``with seeded(0): model = UNet(config)``.
+    """
+    _check_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def use_deterministic_kernels() -> None:
@@ -194,31 +252,3 @@ def use_deterministic_kernels() -> None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-@cache
-def _cpu_flags() -> frozenset[str]:
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return frozenset()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
-
-
-def bf16_is_fast(device: torch.device | None = None) -> bool:
-    """Whether bfloat16 autocast speeds up convolutions and matrix products on ``device``.
-
-    CUDA: compute capability 8.0 or newer (tensor cores with bf16). CPU: x86 with ``avx512_bf16`` or AMX
-    (``amx_bf16``). On CPUs without them autocast is several times *slower*, so it is detected, never assumed.
-    """
-    device = device or choose_device()
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device)[0] >= 8
-    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
-
-
-def autocast_dtype(device: torch.device | None = None) -> torch.dtype:
-    """The precision the U-Net chapters train and sample in: bfloat16 where fast, float32 elsewhere."""
-    return torch.bfloat16 if bf16_is_fast(device) else torch.float32

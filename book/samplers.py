@@ -42,6 +42,7 @@ class SamplerResult:
     trajectory: Tensor | None = None
 
 
+# Defined in chapters/02_flow_matching.md, section "Samplers: Euler and Heun, forward and backward".
 @torch.no_grad()
 def integrate(
     velocity: Velocity,

@@ -28,53 +28,56 @@ def expand_like(values: Tensor, x: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class ScheduleValues:
-    r"""The coefficients of the path :math:`X_t = \alpha_t X_0 + \beta_t X_1` (eq-fm-path) at times ``t``.
+    r"""The coefficients of the path :math:`X_t = \sigma_t X_0 + \alpha_t X_1` (eq-fm-path) at times ``t``.
 
     Every field has the shape of ``t``: () or (B,).
 
     Attributes:
-        alpha_t: :math:`\alpha_t`, the weight of the noise :math:`X_0`.
-        beta_t: :math:`\beta_t`, the weight of the data :math:`X_1`.
+        sigma_t: :math:`\sigma_t`, the weight of the noise :math:`X_0`.
+        alpha_t: :math:`\alpha_t`, the weight of the data :math:`X_1`.
+        d_sigma_t: :math:`\dot\sigma_t = d\sigma_t / dt`.
         d_alpha_t: :math:`\dot\alpha_t = d\alpha_t / dt`.
-        d_beta_t: :math:`\dot\beta_t = d\beta_t / dt`.
     """
 
+    sigma_t: Tensor
     alpha_t: Tensor
-    beta_t: Tensor
+    d_sigma_t: Tensor
     d_alpha_t: Tensor
-    d_beta_t: Tensor
 
     def point(self, x0: Tensor, x1: Tensor) -> Tensor:
-        r""":math:`x_t = \alpha_t x_0 + \beta_t x_1`; ``x0``, ``x1`` of shape (B, ...), returns (B, ...)."""
-        return expand_like(self.alpha_t, x0) * x0 + expand_like(self.beta_t, x1) * x1
+        r""":math:`x_t = \sigma_t x_0 + \alpha_t x_1`; ``x0``, ``x1`` of shape (B, ...), returns (B, ...)."""
+        return expand_like(self.sigma_t, x0) * x0 + expand_like(self.alpha_t, x1) * x1
 
     def velocity(self, x0: Tensor, x1: Tensor) -> Tensor:
-        r""":math:`dx_t/dt = \dot\alpha_t x_0 + \dot\beta_t x_1` (eq-fm-conditional-velocity); (B, ...)."""
-        return expand_like(self.d_alpha_t, x0) * x0 + expand_like(self.d_beta_t, x1) * x1
+        r""":math:`dx_t/dt = \dot\sigma_t x_0 + \dot\alpha_t x_1` (eq-fm-conditional-velocity); (B, ...)."""
+        return expand_like(self.d_sigma_t, x0) * x0 + expand_like(self.d_alpha_t, x1) * x1
 
 
 Schedule = Callable[[Tensor | float], ScheduleValues]
 """A schedule maps times ``t`` (float or (B,)) to :class:`ScheduleValues`."""
 
 
+# Defined in chapters/02_flow_matching.md, section "Schedules".
 def linear_schedule(t: Tensor | float) -> ScheduleValues:
-    r"""Straight paths: :math:`\alpha_t = 1 - t`, :math:`\beta_t = t`, so :math:`dX_t/dt = X_1 - X_0`."""
+    r"""Straight paths: :math:`\sigma_t = 1 - t`, :math:`\alpha_t = t`, so :math:`dX_t/dt = X_1 - X_0`."""
     t = as_time(t)
-    return ScheduleValues(alpha_t=1 - t, beta_t=t, d_alpha_t=-torch.ones_like(t), d_beta_t=torch.ones_like(t))
+    return ScheduleValues(sigma_t=1 - t, alpha_t=t, d_sigma_t=-torch.ones_like(t),
+                          d_alpha_t=torch.ones_like(t))
 
 
 def cosine_schedule(t: Tensor | float) -> ScheduleValues:
-    r"""Variance preserving (eq-fm-cosine): :math:`\alpha_t = \cos(\pi t/2)`, :math:`\beta_t = \sin(\pi t/2)`.
+    r"""Variance preserving (eq-fm-cosine): :math:`\sigma_t = \cos(\pi t/2)`,
+    :math:`\alpha_t = \sin(\pi t/2)`.
 
-    :math:`\dot\alpha_t = -\tfrac{\pi}{2}\sin(\pi t/2)`, :math:`\dot\beta_t = \tfrac{\pi}{2}\cos(\pi t/2)`.
+    :math:`\dot\sigma_t = -\tfrac{\pi}{2}\sin(\pi t/2)`, :math:`\dot\alpha_t = \tfrac{\pi}{2}\cos(\pi t/2)`.
     """
     t = as_time(t)
     angle = 0.5 * math.pi * t
     return ScheduleValues(
-        alpha_t=torch.cos(angle),
-        beta_t=torch.sin(angle),
-        d_alpha_t=-0.5 * math.pi * torch.sin(angle),
-        d_beta_t=0.5 * math.pi * torch.cos(angle),
+        sigma_t=torch.cos(angle),
+        alpha_t=torch.sin(angle),
+        d_sigma_t=-0.5 * math.pi * torch.sin(angle),
+        d_alpha_t=0.5 * math.pi * torch.cos(angle),
     )
 
 

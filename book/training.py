@@ -4,11 +4,91 @@
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from book.progress import progress
+
+# Defined in chapters/01_normalizing_flows.md, section "A training loop for every chapter".
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """How a network is trained: everything that determines its weights besides its data and architecture.
+
+    Attributes:
+        epochs: passes over the training data.
+        batch_size: rows per optimizer step (an epoch's last batch may be smaller).
+        lr: the peak learning rate.
+        lr_schedule: ``"cosine"``, annealed from ``lr`` to 0 along a cosine over all steps after the warm-up
+            {cite}`loshchilov2017sgdr`; or ``"constant"``.
+        warmup_steps: steps over which the learning rate rises linearly to ``lr`` (``lr / warmup_steps`` at
+            the first step, ``lr`` from step ``warmup_steps`` on).
+        optimizer: ``"adam"`` or ``"adamw"`` (Adam with decoupled weight decay).
+        weight_decay: AdamW's weight decay; must be 0 for Adam.
+        label_dropout: the probability that a training label becomes the null class (classifier-free
+            guidance, chapters 3 and 4); 0 where there are no labels to drop.
+        seed: seeds the initial weights, the order of the data and the random draws of the loss.
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float = 1e-3
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 0
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    label_dropout: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        counts = (self.epochs, self.batch_size, self.warmup_steps)
+        if not all(isinstance(n, int) for n in counts) or min(counts[:2]) <= 0 or self.warmup_steps < 0:
+            raise ValueError(f"epochs and batch_size must be positive integers, warmup_steps a non-negative "
+                             f"one; got "
+                             f"epochs={self.epochs}, batch_size={self.batch_size}, "
+                             f"warmup_steps={self.warmup_steps}")
+        if not self.lr > 0:
+            raise ValueError(f"the learning rate must be positive, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS or self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown optimizer {self.optimizer!r} or schedule {self.lr_schedule!r}; choose "
+                             f"one of {', '.join(OPTIMIZERS)} and one of {', '.join(LR_SCHEDULES)}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay}")
+        if self.weight_decay and self.optimizer != "adamw":
+            raise ValueError("weight decay needs optimizer='adamw' (Adam would add it to the gradient)")
+        if not 0.0 <= self.label_dropout <= 1.0:
+            raise ValueError(f"label_dropout is a probability in [0, 1], got {self.label_dropout}")
+
+    def summary(self) -> str:
+        """One line for tables: ``"8 epochs, batch 128, adam 0.001 (cosine)"`` and any non-default option."""
+        text = (f"{self.epochs} epoch{'s' if self.epochs > 1 else ''}, batch {self.batch_size}, "
+                f"{self.optimizer} {self.lr:.3g} ({self.lr_schedule})")
+        defaults = TrainingRecipe(epochs=1, batch_size=1)
+        for name in ("warmup_steps", "weight_decay", "label_dropout", "seed"):
+            if getattr(self, name) != getattr(defaults, name):
+                text += f", {name.replace('_', ' ')} {getattr(self, name)}"
+        return text
+
+
+# Defined in chapters/01_normalizing_flows.md, section "A training loop for every chapter".
+def learning_rate_schedule(optimizer: torch.optim.Optimizer, recipe: TrainingRecipe,
+                           total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """PyTorch's schedulers for ``recipe``: a linear warm-up, then the cosine annealing or a constant rate."""
+    main_steps = max(1, total_steps - recipe.warmup_steps)
+    if recipe.lr_schedule == "cosine":
+        main = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=main_steps)
+    else:
+        main = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if not recipe.warmup_steps:
+        return main
+    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / recipe.warmup_steps,
+                                               total_iters=recipe.warmup_steps)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, main], milestones=[recipe.warmup_steps])
 
 
 # Defined in chapters/01_normalizing_flows.md, section "A training loop for every chapter".
@@ -16,55 +96,51 @@ def fit(
     model: nn.Module,
     loss_fn: Callable[..., Tensor],
     tensors: tuple[Tensor, ...],
+    recipe: TrainingRecipe,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float = 1e-3,
-    seed: int = 0,
     device: torch.device | None = None,
     validate: Callable[[nn.Module], dict[str, float]] | None = None,
     desc: str = "training",
 ) -> dict[str, list[float]]:
-    """Train ``model`` in place with Adam and a cosine-annealed learning rate; return the history.
+    """Train ``model`` in place following ``recipe``; return the history.
 
     Args:
         loss_fn: ``loss_fn(model, *batch) -> scalar Tensor``, with ``batch`` the rows of ``tensors`` on
             ``device``.
         tensors: tensors with the same first dimension N (e.g. ``(points,)`` or ``(points, labels)``).
-        epochs, batch_size: passes over the data, and rows per step (an epoch's last batch may be smaller).
-        lr: the initial learning rate, annealed to 0 along a cosine over all ``epochs * ceil(N / batch_size)``
-            steps.
-        seed: seeds the shuffling and, inside a forked RNG, any random draws of ``loss_fn``.
+        recipe: epochs, batch size, optimizer, learning rate and schedule (over all
+            ``epochs * ceil(N / batch_size)`` steps), and the seed of the shuffling and of ``loss_fn``'s
+            draws.
         device: where to train; defaults to the device of the model's first parameter.
         validate: called after every epoch under ``torch.no_grad()`` with the model in eval mode; each key of
             the dict it returns becomes a per-epoch entry of the history.
     Returns:
         ``{"loss": per batch, "epoch_loss": mean per epoch, **validation metrics per epoch}``.
     Raises:
-        ValueError: for ``epochs`` or ``batch_size`` <= 0, or tensors of different lengths.
+        ValueError: for tensors of different lengths.
         FloatingPointError: when a loss is not finite.
     """
-    if epochs <= 0 or batch_size <= 0:
-        raise ValueError(f"epochs and batch_size must be positive; got {epochs=}, {batch_size=}")
     if not tensors or len({len(t) for t in tensors}) != 1 or len(tensors[0]) == 0:
         shapes = [tuple(t.shape) for t in tensors]
         raise ValueError(f"tensors must be non-empty, with one common length; got shapes {shapes}")
     device = device or next(model.parameters()).device
     model.to(device).train()
     data = tuple(t.to(device) for t in tensors)
-    count = len(data[0])
-    steps_per_epoch = math.ceil(count / batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)  # foreach: fewer, larger kernels
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
-    shuffle = torch.Generator().manual_seed(seed)
+    count, epochs = len(data[0]), recipe.epochs
+    steps_per_epoch = math.ceil(count / recipe.batch_size)
+    optimizer_class = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
+    optimizer = optimizer_class(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
+                                foreach=True)  # foreach: fewer, larger kernels
+    schedule = learning_rate_schedule(optimizer, recipe, total_steps=epochs * steps_per_epoch)
+    shuffle = torch.Generator().manual_seed(recipe.seed)
     history: dict[str, list[float]] = {"loss": [], "epoch_loss": []}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+        torch.manual_seed(recipe.seed)
         for epoch in progress(range(epochs), desc=desc, total=epochs):
             order = torch.randperm(count, generator=shuffle).to(device)
             epoch_losses = []
             for step in range(steps_per_epoch):
-                index = order[step * batch_size:(step + 1) * batch_size]
+                index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
                 loss = loss_fn(model, *(t[index] for t in data))
                 value = loss.item()
                 if not math.isfinite(value):

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from book.flow_matching import flow_matching_loss
-from book.image_flow import decode, in_mixed_precision, to_model_space, to_pixels
+from book.image_flow import decode
+from book.numerics import in_mixed_precision, to_model_space, to_pixels
 from book.samplers import SamplerResult, integrate
 from book.schedules import Schedule
 
@@ -30,7 +31,7 @@ def independent_sources(source: Tensor, count: int, generator: torch.Generator |
 def translation_loss(model: torch.nn.Module, x0: Tensor, x1: Tensor, *, schedule: Schedule,
                      device: torch.device) -> Tensor:
     """The flow-matching loss (eq-tr-loss) from source images ``x0`` to targets ``x1``, both (B, C, H, W)
-    in model space [-1, 1]; the network runs under :func:`book.image_flow.mixed_precision`, the loss in
+    in model space [-1, 1]; the network runs under :func:`book.numerics.mixed_precision`, the loss in
     float32."""
     return flow_matching_loss(in_mixed_precision(model, device), x1, schedule, x0=x0)
 
@@ -42,7 +43,8 @@ def translate(velocity: Callable[[Tensor, Tensor], Tensor], source01: Tensor, *,
 
     Args:
         source01: source images in [0, 1], shape (N, C, H, W).
-        dtype: the network's precision (default: the profile's), as in :func:`book.image_flow.solve_images`.
+        dtype: the network's precision (default: the device's, :func:`book.numerics.autocast_dtype`), as in
+            :func:`book.image_flow.solve_images`.
     Returns:
         a :class:`~book.samplers.SamplerResult` whose ``samples`` are pixel values in [0, 1], (N, C, H, W), on
         the CPU.

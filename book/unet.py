@@ -88,6 +88,7 @@ def sinusoidal_embedding(t: Tensor | float, dim: int, scale: float = 1000.0,
     return torch.cat([angles.sin(), angles.cos()], dim=1)  # (B, d)
 
 
+# Defined in chapters/03_unets_and_images.md, section "A stronger U-Net".
 @dataclass(frozen=True)
 class UNetConfig:
     """The shape of a :class:`UNet`.
@@ -141,6 +142,7 @@ class ResidualBlock(nn.Module):
         return self.skip(x) + h
 
 
+# Defined in chapters/03_unets_and_images.md, section "A stronger U-Net".
 class UNet(nn.Module):
     r"""A U-Net for :math:`v_\theta(x, t)` or :math:`v_\theta(x, t, c)` with a sinusoidal time embedding,
     optional class conditioning with a learned null class, group normalization and residual blocks.
@@ -216,6 +218,7 @@ class UNet(nn.Module):
         return self.head(h)  # (B, C_out, H, W)
 
 
+# Defined in chapters/03_unets_and_images.md, section "A stronger U-Net".
 def drop_labels(labels: Tensor, probability: float, null_class: int,
                 generator: torch.Generator | None = None) -> Tensor:
     """``labels`` (B,) with each one replaced by ``null_class`` with the given probability.

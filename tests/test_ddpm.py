@@ -1,4 +1,5 @@
-"""Tests of book/ddpm.py: the noise schedules, the closed form of the forward process, the loss."""
+"""Tests of book/ddpm.py: the noise schedules, their coefficients and jumps, the closed form of the forward
+process, the loss and the cached model."""
 
 import math
 
@@ -9,40 +10,79 @@ from book.ddpm import (
     cosine_beta_schedule,
     ddpm_image_loss,
     ddpm_loss,
-    extract,
     forward_step,
     linear_beta_schedule,
     network_eps,
+    per_sample,
     q_sample,
     schedule_from_betas,
     trained_ddpm,
 )
+from book.training import TrainingRecipe
 
 
 def test_linear_schedule_values():
     schedule = linear_beta_schedule()
     T = schedule.num_steps
     assert T == 1000
-    for field in (schedule.betas, schedule.alphas, schedule.alpha_bars, schedule.beta_tildes):
+    for field in (schedule.betas, schedule.alpha_bars):
         assert field.shape == (T + 1,) and field.dtype == torch.float64
     assert schedule.betas[0] == 0 and schedule.alpha_bars[0] == 1
     assert schedule.betas[1].item() == pytest.approx(1e-4) and schedule.betas[T].item() == pytest.approx(0.02)
     steps = torch.diff(schedule.betas[1:])
     assert torch.allclose(steps, torch.full_like(steps, (0.02 - 1e-4) / (T - 1)))  # linear
-    assert torch.allclose(schedule.alphas, 1 - schedule.betas)
+    # alpha_bar_t / alpha_bar_{t-1} = alpha_t = 1 - beta_t
+    assert torch.allclose(schedule.alpha_bars[1:] / schedule.alpha_bars[:-1], 1 - schedule.betas[1:])
     # alpha_bar_T = prod(1 - beta_t): about exp(-sum beta) = exp(-10.05), near 0
     assert 1e-6 < schedule.alpha_bars[T].item() < 1e-4
     product = math.prod(1 - b for b in schedule.betas[1:].tolist())
     assert schedule.alpha_bars[T].item() == pytest.approx(product)
 
 
-def test_beta_tilde_is_the_posterior_variance():
+def test_consecutive_jumps_have_the_step_s_beta_and_the_posterior_variance():
     schedule = linear_beta_schedule(50, 1e-3, 0.2)
-    assert schedule.beta_tildes[1] == 0  # the first step's posterior is a point: x_0 is known
-    for t in [2, 10, 50]:
-        precision = schedule.alphas[t] / schedule.betas[t] + 1 / (1 - schedule.alpha_bars[t - 1])
-        assert schedule.beta_tildes[t].item() == pytest.approx(1 / precision.item(), rel=1e-12)
-        assert schedule.beta_tildes[t] < schedule.betas[t]
+    betas = torch.linspace(1e-3, 0.2, 50, dtype=torch.float64).tolist()  # beta_1 .. beta_T, independently
+    alpha_bars = [math.prod(1 - b for b in betas[:t]) for t in range(51)]  # alpha_bar_0 = 1
+    t = torch.arange(1, 51)
+    jump = schedule.jump(t, t - 1, like=torch.zeros(50, 3))
+    assert jump.beta.shape == jump.beta_tilde.shape == (50, 1) and jump.beta.dtype == torch.float64
+    torch.testing.assert_close(jump.beta.flatten(), torch.tensor(betas, dtype=torch.float64), rtol=1e-12,
+                               atol=0)
+    expected = [(1 - alpha_bars[k - 1]) / (1 - alpha_bars[k]) * betas[k - 1] for k in range(1, 51)]
+    torch.testing.assert_close(jump.beta_tilde.flatten(), torch.tensor(expected, dtype=torch.float64),
+                               rtol=1e-12, atol=0)
+    assert jump.beta_tilde[0] == 0  # the first step's posterior is a point: x_0 is known
+    # the variance of q(x_{t-1} | x_t, x_0) is 1 / (alpha_t / beta_t + 1 / (1 - abar_{t-1}))
+    for k in [2, 10, 50]:
+        precision = (1 - betas[k - 1]) / betas[k - 1] + 1 / (1 - alpha_bars[k - 1])
+        assert jump.beta_tilde[k - 1].item() == pytest.approx(1 / precision, rel=1e-12)
+        assert jump.beta_tilde[k - 1] < jump.beta[k - 1]
+    assert jump.ends_at_data.flatten().tolist() == [True] + [False] * 49
+
+
+def test_longer_jumps_telescope():
+    # beta of a jump from t down to s is 1 - alpha_bar_t / alpha_bar_s = 1 - prod_{s < k <= t} (1 - beta_k)
+    schedule = linear_beta_schedule(100, 1e-3, 0.1)
+    t, s = torch.tensor([100, 60, 7, 100]), torch.tensor([0, 20, 3, 99])
+    jump = schedule.jump(t, s, like=torch.zeros(4, 1, 2, 2))
+    assert jump.beta.shape == (4, 1, 1, 1)
+    for row, (high, low) in enumerate(zip(t.tolist(), s.tolist(), strict=True)):
+        product = math.prod(1 - b for b in schedule.betas[low + 1:high + 1].tolist())
+        assert jump.beta[row].item() == pytest.approx(1 - product, rel=1e-12)
+        assert jump.end.alpha_bar[row].item() == pytest.approx(schedule.alpha_bars[low].item(), rel=0)
+
+
+def test_coefficients_at_a_step():
+    schedule = cosine_beta_schedule(200)
+    t = torch.tensor([0, 1, 77, 200])
+    at_t = schedule.at(t, like=torch.zeros(4, 1, 5, 5))
+    assert at_t.alpha.shape == at_t.sigma.shape == (4, 1, 1, 1) and at_t.alpha.dtype == torch.float64
+    torch.testing.assert_close(at_t.alpha**2 + at_t.sigma**2, torch.ones(4, 1, 1, 1, dtype=torch.float64),
+                               rtol=0, atol=1e-15)
+    torch.testing.assert_close(at_t.alpha.flatten(), schedule.alpha_bars[t].sqrt(), rtol=0, atol=0)
+    assert at_t.alpha[0].item() == 1 and at_t.sigma[0].item() == 0  # step 0 is the data
+    assert at_t.sigma[-1].item() > 0.999  # step T is (almost) pure noise
+    assert schedule.at(t, like=torch.zeros(4, 2)).alpha.shape == (4, 1)
 
 
 def test_invalid_schedules_are_refused():
@@ -64,24 +104,23 @@ def test_cosine_schedule_follows_its_definition():
     assert bool((schedule.betas[1:] <= 0.999).all()) and bool((torch.diff(schedule.alpha_bars) < 0).all())
 
 
-def test_extract_indexes_and_broadcasts():
-    values = torch.arange(11, dtype=torch.float64) * 0.5
-    t = torch.tensor([0, 3, 10])
-    picked = extract(values, t, (3, 1, 28, 28))
+def test_per_sample_broadcasts_and_keeps_the_dtype():
+    values = torch.tensor([0.0, 1.5, 5.0], dtype=torch.float64)
+    picked = per_sample(values, torch.zeros(3, 1, 28, 28))
     assert picked.shape == (3, 1, 1, 1) and picked.dtype == torch.float64
     assert picked.flatten().tolist() == [0.0, 1.5, 5.0]
-    assert extract(values, t, (3, 2)).shape == (3, 1)
+    assert per_sample(values, torch.zeros(3, 2)).shape == (3, 1)
+    x = torch.ones(3, 2, 4)
+    assert (per_sample(values, x) * x)[:, 1, 3].tolist() == [0.0, 1.5, 5.0]  # row b scaled by values[b]
 
 
 def test_schedule_moves_every_table_at_once():
     schedule = linear_beta_schedule(50)
     moved = schedule.to(torch.device("meta"))  # a device without data: only placement is checked
-    assert all(getattr(moved, name).device.type == "meta"
-               for name in ("betas", "alphas", "alpha_bars", "beta_tildes"))
+    assert all(getattr(moved, name).device.type == "meta" for name in ("betas", "alpha_bars"))
     assert moved.num_steps == 50
     same = schedule.to(torch.device("cpu"))
-    assert torch.equal(same.alpha_bars, schedule.alpha_bars) and torch.equal(same.beta_tildes,
-                                                                            schedule.beta_tildes)
+    assert torch.equal(same.alpha_bars, schedule.alpha_bars) and torch.equal(same.betas, schedule.betas)
 
 
 def test_closed_form_matches_iterating_the_chain():
@@ -122,7 +161,7 @@ def test_loss_is_zero_for_the_oracle_and_draws_valid_steps():
 
     def oracle(x_t, t, labels):  # recovers the noise exactly from x_t and the known x_0
         seen.append(t)
-        alpha_bar = extract(schedule.alpha_bars, t, x_t.shape)
+        alpha_bar = schedule.alpha_bars[t].view(-1, 1, 1, 1)
         return ((x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()).float()
 
     loss = ddpm_loss(oracle, x0, schedule, generator=torch.Generator().manual_seed(1))
@@ -139,7 +178,7 @@ def test_loss_of_the_exact_predictor_for_gaussian_data():
     std = 0.5
 
     def exact(x_t, t, labels):
-        alpha_bar = extract(schedule.alpha_bars, t, x_t.shape)
+        alpha_bar = schedule.alpha_bars[t].view(-1, 1)
         return (1 - alpha_bar).sqrt() * x_t / (alpha_bar * std**2 + 1 - alpha_bar)
 
     generator = torch.Generator().manual_seed(3)
@@ -187,6 +226,23 @@ def test_image_loss_drops_labels_to_the_null_class():
     assert net.calls[-1][1].tolist() == list(range(8))
 
 
-def test_trained_ddpm_refuses_unknown_datasets():
-    with pytest.raises(ValueError, match="choose one of mnist, fashion-mnist"):
-        trained_ddpm("cifar10", epochs=1)
+def test_trained_ddpm_is_seeded_and_cached_per_dataset(tmp_path, monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(8, 1, 28, 28, generator=generator) * 2 - 1, torch.arange(8) % 10
+    recipe = TrainingRecipe(epochs=1, batch_size=4, lr=2e-3, label_dropout=0.2)
+    cpu = torch.device("cpu")
+    runs = []
+    for cache, draws in [("a", 0), ("a", 0), ("b", 5)]:  # "b": an empty cache, another global RNG state
+        monkeypatch.setenv("BOOK_CACHE", str(tmp_path / cache))
+        torch.manual_seed(123)
+        torch.randn(draws)
+        runs.append(trained_ddpm(images, labels, recipe, dataset="mnist", device=cpu))
+    assert [run.from_cache for run in runs] == [False, True, False]
+    assert not runs[1].model.training and len(runs[0].history["loss"]) == 2
+    for name, tensor in runs[0].model.state_dict().items():
+        assert torch.equal(tensor, runs[1].model.state_dict()[name]), name
+        assert torch.equal(tensor, runs[2].model.state_dict()[name]), name  # the recipe's seed decides
+    assert runs[0].path.name.startswith("ddpm-unet-mnist-")
+    monkeypatch.setenv("BOOK_CACHE", str(tmp_path / "a"))
+    fashion = trained_ddpm(images, labels, recipe, dataset="fashion-mnist", device=cpu)
+    assert not fashion.from_cache and fashion.path.name.startswith("ddpm-unet-fashion-mnist-")

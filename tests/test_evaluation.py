@@ -1,4 +1,5 @@
-"""Tests of book/evaluation.py: the Fréchet distance against closed forms, FID, the classifier."""
+"""Tests of book/evaluation.py: the Fréchet distance against closed forms, FID, the classifier, the class
+spread."""
 
 import math
 
@@ -7,11 +8,10 @@ import pytest
 import scipy.linalg
 import torch
 
-from book import evaluation
-from book.data import Images
 from book.evaluation import (
     MNISTClassifier,
     class_accuracy,
+    class_spread,
     classification_loss,
     classifier_features,
     fid,
@@ -21,7 +21,8 @@ from book.evaluation import (
     symmetric_sqrt,
     trained_classifier,
 )
-from book.training import fit
+from book.profiles import seeded
+from book.training import TrainingRecipe, fit
 
 
 def random_gaussian(dim: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -126,7 +127,7 @@ def test_classifier_learns_a_tiny_synthetic_task_and_fid_sees_the_difference():
     generator = torch.Generator().manual_seed(6)
     images, labels = synthetic_task(600, generator)
     classifier = MNISTClassifier()
-    fit(classifier, classification_loss, (images, labels), epochs=2, batch_size=30, lr=3e-3, seed=0,
+    fit(classifier, classification_loss, (images, labels), TrainingRecipe(epochs=2, batch_size=30, lr=3e-3),
         device=torch.device("cpu"), desc="synthetic classifier")
     classifier.eval()
     test_images, test_labels = synthetic_task(500, generator)
@@ -143,20 +144,41 @@ def test_trained_classifier_is_seeded_and_cached_per_dataset(tmp_path, monkeypat
     # Whichever chapter trains the classifier first, with whatever random draws before the call, the network
     # must be the same: two empty caches, two different global RNG states, identical weights.
     images, labels = synthetic_task(64, torch.Generator().manual_seed(7))
-    asked = []
-    synthetic = Images(images=images, labels=labels, class_names=tuple(str(k) for k in range(10)))
-    monkeypatch.setattr(evaluation, "load_images",
-                        lambda name, split: asked.append((name, split)) or synthetic)
+    recipe = TrainingRecipe(epochs=1, batch_size=16, lr=3e-3)
+    cpu = torch.device("cpu")
     weights = []
     for run, draws in enumerate([0, 5]):
         monkeypatch.setenv("BOOK_CACHE", str(tmp_path / f"cache{run}"))
         torch.manual_seed(123)
         torch.randn(draws)
-        classifier = trained_classifier(torch.device("cpu"), dataset="fashion-mnist")
+        classifier = trained_classifier(images, labels, recipe, dataset="fashion-mnist", device=cpu)
         assert not classifier.training
         weights.append(classifier.state_dict())
     for name, tensor in weights[0].items():
         assert torch.equal(tensor, weights[1][name]), name
-    assert asked == [("fashion-mnist", "train")] * 2
+    with seeded(recipe.seed):
+        initial = MNISTClassifier().state_dict()  # the recipe's seed gives the initial weights ...
+    assert not torch.equal(weights[0]["output.weight"], initial["output.weight"])  # ... which were trained
     stored = list((tmp_path / "cache0").glob("*.pt"))
     assert len(stored) == 1 and stored[0].name.startswith("fashion-mnist-classifier-")
+    # the cache returns the same network; another data set, or other images, train another
+    monkeypatch.setenv("BOOK_CACHE", str(tmp_path / "cache0"))
+    again = trained_classifier(images, labels, recipe, dataset="fashion-mnist", device=cpu)
+    assert all(torch.equal(tensor, again.state_dict()[name]) for name, tensor in weights[0].items())
+    trained_classifier(images, labels, recipe, device=cpu)
+    trained_classifier(images, (labels + 1) % 10, recipe, device=cpu)
+    names = sorted(path.name.rsplit("-", 1)[0] for path in (tmp_path / "cache0").glob("*.pt"))
+    assert names == ["fashion-mnist-classifier", "mnist-classifier", "mnist-classifier"]
+
+
+def test_class_spread():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(20_000) % 2
+    features = torch.randn(20_000, 4, generator=generator)
+    features[labels == 1] = 3 * features[labels == 1] + 100  # class 1: spread 3x, far away
+    # sqrt(tr Cov) is sqrt(4) = 2 for class 0 and 6 for class 1: mean 4
+    assert class_spread(features, labels) == pytest.approx(4.0, rel=0.02)
+    # identical images have no spread; the shift between classes does not count
+    assert class_spread(torch.ones(6, 3) * labels[:6, None], labels[:6]) == 0.0
+    with pytest.raises(ValueError, match="at least two"):
+        class_spread(torch.randn(3, 2), torch.tensor([0, 1, 2]))

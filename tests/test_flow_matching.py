@@ -26,10 +26,10 @@ def test_loss_is_the_mean_squared_error_to_the_conditional_velocity():
     model = Recorder(prediction)
     loss = flow_matching_loss(model, x1, cosine_schedule, x0=x0, t=t)
     values = cosine_schedule(t)
-    target = values.d_alpha_t[:, None] * x0 + values.d_beta_t[:, None] * x1
+    target = values.d_sigma_t[:, None] * x0 + values.d_alpha_t[:, None] * x1  # X_0 noise, X_1 data
     torch.testing.assert_close(loss, (prediction - target).pow(2).mean())
     x_t, t_seen, labels = model.calls[0]
-    torch.testing.assert_close(x_t, values.alpha_t[:, None] * x0 + values.beta_t[:, None] * x1)
+    torch.testing.assert_close(x_t, values.sigma_t[:, None] * x0 + values.alpha_t[:, None] * x1)
     assert t_seen is t and labels is None
 
 

@@ -5,7 +5,10 @@ import math
 import pytest
 import torch
 
+from book.datasets import olympic_rings
 from book.flows import (
+    RINGS_VALIDATION_POINTS,
+    RINGS_VALIDATION_SEED,
     AffineCoupling,
     GaussianBaseline,
     NormalizingFlow,
@@ -14,7 +17,9 @@ from book.flows import (
     mean_nll,
     nll_loss,
     standard_normal_log_prob,
+    train_rings_flow,
 )
+from book.training import TrainingRecipe
 
 
 def randomized(module: torch.nn.Module, scale: float = 0.15, seed: int = 0) -> torch.nn.Module:
@@ -200,3 +205,28 @@ def test_gaussian_baseline_is_the_maximum_likelihood_gaussian():
     assert mean_nll(baseline.log_prob, data) == pytest.approx(entropy, abs=1e-4)
     sampled = baseline.sample(20_000, generator=generator)
     assert torch.allclose(sampled.mean(dim=0), mean, atol=0.05)
+
+
+def test_rings_flow_records_its_validation_and_is_trained_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_CACHE", str(tmp_path))
+    cpu = torch.device("cpu")
+    recipe = TrainingRecipe(epochs=2, batch_size=64, lr=1e-2)
+    run = train_rings_flow(recipe, 256, layers=2, device=cpu)
+    history = run.history
+    assert len(history["loss"]) == 2 * 4 and len(history["epoch_loss"]) == 2
+    for key in ("validation_nll", "validation_log_p_z", "validation_log_det"):
+        assert len(history[key]) == 2, key
+    for nll, log_p_z, log_det in zip(history["validation_nll"], history["validation_log_p_z"],
+                                     history["validation_log_det"], strict=True):
+        assert nll == pytest.approx(-(log_p_z + log_det), rel=1e-5)
+    # the last entry is the held-out NLL of the returned flow on the documented validation points
+    validation = olympic_rings(RINGS_VALIDATION_POINTS,
+                               generator=torch.Generator().manual_seed(RINGS_VALIDATION_SEED)).points
+    assert history["validation_nll"][-1] == pytest.approx(mean_nll(run.model.log_prob, validation), rel=1e-5)
+    assert history["validation_nll"][-1] < history["validation_nll"][0]  # it learned something
+    again = train_rings_flow(recipe, 256, layers=2, device=cpu)
+    assert again.from_cache and not run.from_cache
+    pairs = zip(run.model.parameters(), again.model.parameters(), strict=True)
+    assert all(torch.equal(p, q) for p, q in pairs)
+    assert not train_rings_flow(recipe, 256, layers=3, device=cpu).from_cache
+    assert not train_rings_flow(recipe, 128, layers=2, device=cpu).from_cache

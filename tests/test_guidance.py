@@ -1,9 +1,9 @@
-"""Tests of book/guidance.py: classifier-free guidance and the class-spread diversity measure."""
+"""Tests of book/guidance.py: classifier-free guidance."""
 
 import pytest
 import torch
 
-from book.guidance import class_spread, guided
+from book.guidance import guided
 
 NULL = 10
 
@@ -40,16 +40,3 @@ def test_guidance_uses_one_doubled_pass():
 def test_guidance_needs_labels():
     with pytest.raises(ValueError, match="labels"):
         guided(fake_eps, 1.0, NULL)(torch.randn(2, 1, 2, 2), torch.ones(2, dtype=torch.long), None)
-
-
-def test_class_spread():
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.arange(20_000) % 2
-    features = torch.randn(20_000, 4, generator=generator)
-    features[labels == 1] = 3 * features[labels == 1] + 100  # class 1: spread 3x, far away
-    # sqrt(tr Cov) is sqrt(4) = 2 for class 0 and 6 for class 1: mean 4
-    assert class_spread(features, labels) == pytest.approx(4.0, rel=0.02)
-    # identical images have no spread; the shift between classes does not count
-    assert class_spread(torch.ones(6, 3) * labels[:6, None], labels[:6]) == 0.0
-    with pytest.raises(ValueError, match="at least two"):
-        class_spread(torch.randn(3, 2), torch.tensor([0, 1, 2]))

@@ -1,4 +1,5 @@
-"""Tests of book/image_flow.py: pixel scaling, chunked solves, encoding, SciPy's reference solver, slerp."""
+"""Tests of book/image_flow.py: chunked solves, encoding, SciPy's reference solver, slerp, the cached
+U-Nets."""
 
 import math
 
@@ -9,39 +10,20 @@ from book.image_flow import (
     decode,
     encode,
     flow_matching_image_loss,
-    in_mixed_precision,
     lerp,
-    mixed_precision,
     sample_images,
     slerp,
     solve_images,
     solve_ivp_reference,
-    to_model_space,
-    to_pixels,
     trained_flow_unet,
 )
-from book.profiles import autocast_dtype
+from book.numerics import to_pixels
 from book.samplers import euler, heun
 from book.schedules import linear_schedule
+from book.training import TrainingRecipe
 from book.unet import UNet, UNetConfig
 
 CPU = torch.device("cpu")
-
-
-def test_pixel_scaling_round_trip():
-    images = torch.rand(3, 1, 28, 28)
-    x = to_model_space(images)
-    assert x.min() >= -1 and x.max() <= 1
-    torch.testing.assert_close(to_pixels(x), images)
-    assert to_pixels(torch.tensor([-3.0, 3.0])).tolist() == [0.0, 1.0]  # clipped
-
-
-def test_mixed_precision_follows_the_profile():
-    with mixed_precision(CPU):
-        product = torch.randn(4, 4) @ torch.randn(4, 4)
-    assert product.dtype == autocast_dtype(CPU)
-    linear = torch.nn.Linear(4, 4)
-    assert in_mixed_precision(linear, CPU)(torch.randn(2, 4)).dtype == torch.float32
 
 
 def test_solve_images_in_chunks_equals_one_solve():
@@ -176,15 +158,26 @@ def test_trained_flow_unet_is_cached_per_schedule_and_data(tmp_path, monkeypatch
     generator = torch.Generator().manual_seed(0)
     images, labels = torch.rand(8, 1, 28, 28, generator=generator) * 2 - 1, torch.arange(8) % 10
     cpu = torch.device("cpu")
+    recipe = TrainingRecipe(epochs=1, batch_size=4, lr=2e-3, label_dropout=0.2)
 
-    def train(schedule_name, count=8):
-        return trained_flow_unet(schedule_name, images[:count], labels[:count], epochs=1, batch_size=4,
-                                 device=cpu)
+    def train(schedule_name, count=8, images=images):
+        return trained_flow_unet(schedule_name, images[:count], labels[:count], recipe, device=cpu)
 
     first = train("linear")
     again = train("linear")
     assert not first.from_cache and again.from_cache  # chapter 4 gets chapter 3's weights, not a retraining
+    assert not again.model.training and len(first.history["loss"]) == 2  # 8 images, batches of 4
     for name, tensor in first.model.state_dict().items():
         assert torch.equal(tensor, again.model.state_dict()[name]), name
+    # In an empty cache, after other draws from the global generator, the training ends on the same weights
+    # (the recipe's seed, not the global state, sets the initial weights and the draws of the loss).
+    monkeypatch.setenv("BOOK_CACHE", str(tmp_path / "empty"))
+    torch.manual_seed(5)
+    torch.randn(3)
+    retrained = train("linear")
+    assert not retrained.from_cache
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, retrained.model.state_dict()[name]), name
     assert not train("cosine").from_cache
     assert not train("linear", count=4).from_cache
+    assert not train("linear", images=images.flip(0)).from_cache  # other images of the same shape

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from book import flows
 from book.likelihood import flow_log_likelihood, standard_normal_log_prob, velocity_and_divergence
 from book.schedules import cosine_schedule, linear_schedule
 
@@ -30,13 +31,13 @@ def test_divergence_of_a_nonlinear_field():
 def gaussian_marginal_velocity(schedule, mean, std):
     """The exact marginal velocity carrying N(0, I) to N(mean, std^2 I) along the schedule's path."""
 
-    def velocity(x, t):
+    def velocity(x, t):  # X_t = sigma_t X_0 + alpha_t X_1 ~ N(alpha_t mean, (sigma_t^2 + alpha_t^2 std^2) I)
         values = schedule(t)
-        alpha, beta = values.alpha_t[:, None], values.beta_t[:, None]
-        d_alpha, d_beta = values.d_alpha_t[:, None], values.d_beta_t[:, None]
-        variance = alpha**2 + beta**2 * std**2
-        d_variance_half = alpha * d_alpha + beta * d_beta * std**2  # sigma_t * d sigma_t / dt
-        return d_beta * mean + d_variance_half / variance * (x - beta * mean)
+        sigma, alpha = values.sigma_t[:, None], values.alpha_t[:, None]
+        d_sigma, d_alpha = values.d_sigma_t[:, None], values.d_alpha_t[:, None]
+        variance = sigma**2 + alpha**2 * std**2
+        d_variance_half = sigma * d_sigma + alpha * d_alpha * std**2  # s_t * d s_t / dt, s_t^2 the variance
+        return d_alpha * mean + d_variance_half / variance * (x - alpha * mean)
 
     return velocity
 
@@ -52,7 +53,8 @@ def test_log_likelihood_of_a_gaussian_flow_is_exact(schedule):
     assert result.nfe == 800
 
 
-def test_standard_normal_log_prob():
+def test_standard_normal_log_prob_is_chapter_1_s():
+    assert standard_normal_log_prob is flows.standard_normal_log_prob  # defined once, in book/flows.py
     assert standard_normal_log_prob(torch.zeros(1, 2)).item() == pytest.approx(-math.log(2 * math.pi))
 
 

@@ -2,13 +2,24 @@
 
 import dataclasses
 import os
+import random
 
 import numpy as np
 import pytest
 import torch
 
 from book import profiles
-from book.profiles import PROFILE_NAMES, PROFILES, Profile, get_profile, profile_table, seed_everything
+from book.profiles import (
+    PROFILE_NAMES,
+    PROFILES,
+    Profile,
+    get_profile,
+    profile_table,
+    seed_everything,
+    seeded,
+    seeded_generator,
+)
+from book.training import TrainingRecipe
 
 
 def test_every_budget_has_a_value_in_every_profile():
@@ -20,11 +31,17 @@ def test_every_budget_has_a_value_in_every_profile():
 
 
 def test_budgets_grow_from_smoke_to_gpu():
+    recipes = 0
     for f in dataclasses.fields(Profile):
         if f.name == "name":
             continue
         smoke, cpu, gpu = (getattr(PROFILES[n], f.name) for n in PROFILE_NAMES)
+        if isinstance(smoke, TrainingRecipe):  # a recipe's budget is its number of epochs
+            assert isinstance(cpu, TrainingRecipe) and isinstance(gpu, TrainingRecipe), f.name
+            recipes += 1
+            smoke, cpu, gpu = smoke.epochs, cpu.epochs, gpu.epochs
         assert 0 < smoke <= cpu <= gpu, f"{f.name}: {smoke}, {cpu}, {gpu}"
+    assert recipes, "no training recipe in the table: the recipe branch above was never taken"
 
 
 def test_environment_selects_the_profile(monkeypatch):
@@ -56,18 +73,56 @@ def test_profile_table_lists_every_budget_and_value():
     assert len(table) == 2 + len(budgets)
     row = next(line for line in table if "`flow_points`" in line)
     assert row.split("|")[2:5] == [f" {PROFILES[n].flow_points:,} " for n in PROFILE_NAMES]
+    row = next(line for line in table if "`unet_recipe`" in line)
+    assert row.split("|")[2:5] == [f" {PROFILES[n].unet_recipe.summary()} " for n in PROFILE_NAMES]
 
 
-def test_seeding_reproduces_all_generators():
+def test_seeding_reproduces_all_global_generators():
     def draw(seed: int) -> tuple[list[float], ...]:
-        generator = seed_everything(seed)
+        assert seed_everything(seed) is None
         legacy = np.random.rand(2).tolist()  # noqa: NPY002 (the legacy global generator is seeded too)
-        return torch.rand(3).tolist(), legacy, torch.rand(2, generator=generator).tolist()
+        return torch.rand(3).tolist(), legacy, [random.random()]
 
     assert draw(7) == draw(7)
     assert all(a != b for a, b in zip(draw(7), draw(8), strict=True))
     with pytest.raises(ValueError, match="non-negative"):
         seed_everything(-1)
+
+
+def test_seeded_generator_repeats_its_draws_and_leaves_the_global_state_alone():
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    first = torch.randn(5, generator=seeded_generator(4))
+    again = torch.randn(5, generator=seeded_generator(4))
+    other = torch.randn(5, generator=seeded_generator(5))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert torch.equal(first, torch.randn(5, generator=torch.Generator().manual_seed(4)))
+    assert torch.equal(state, torch.random.get_rng_state())  # nothing global was read or changed
+    assert seeded_generator(0).device == torch.device("cpu")
+    for bad in (-1, 1.5, "3"):
+        with pytest.raises(ValueError, match="non-negative integer"):
+            seeded_generator(bad)
+
+
+def test_seeded_forks_the_global_generator():
+    torch.manual_seed(9)
+    torch.rand(3)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(2)
+    expected = torch.rand(4)
+    torch.random.set_rng_state(state)
+    with seeded(2):
+        inside = torch.rand(4)
+    assert torch.equal(inside, expected)  # the draws of torch.manual_seed(2) ...
+    assert torch.equal(torch.random.get_rng_state(), state)  # ... and the state is as before the block
+    with pytest.raises(RuntimeError, match="inside"):  # restored also when the block raises
+        with seeded(2):
+            torch.rand(10)
+            raise RuntimeError("inside")
+    assert torch.equal(torch.random.get_rng_state(), state)
+    with pytest.raises(ValueError, match="non-negative"):
+        with seeded(-3):
+            pass
 
 
 @pytest.fixture
@@ -126,11 +181,3 @@ def test_device_override(monkeypatch):
     monkeypatch.setenv("BOOK_DEVICE", "cuda")
     with pytest.raises(ValueError, match="CUDA is not available"):
         profiles.choose_device()
-
-
-def test_autocast_follows_cpu_flags(monkeypatch):
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(profiles, "_cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
-    assert profiles.autocast_dtype(cpu) == torch.bfloat16
-    monkeypatch.setattr(profiles, "_cpu_flags", lambda: frozenset({"avx2"}))
-    assert profiles.autocast_dtype(cpu) == torch.float32

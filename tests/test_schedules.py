@@ -11,11 +11,11 @@ from book.schedules import SCHEDULES, cosine_schedule, expand_like, get_schedule
 @pytest.mark.parametrize("name", list(SCHEDULES))
 def test_boundary_conditions(name):
     schedule = get_schedule(name)
-    start, end = schedule(0.0), schedule(1.0)
-    assert start.alpha_t.item() == pytest.approx(1.0, abs=1e-12)
-    assert start.beta_t.item() == pytest.approx(0.0, abs=1e-12)
-    assert end.alpha_t.item() == pytest.approx(0.0, abs=1e-7)
-    assert end.beta_t.item() == pytest.approx(1.0, abs=1e-12)
+    start, end = schedule(0.0), schedule(1.0)  # t = 0: all noise X_0; t = 1: all data X_1
+    assert start.sigma_t.item() == pytest.approx(1.0, abs=1e-12)
+    assert start.alpha_t.item() == pytest.approx(0.0, abs=1e-12)
+    assert end.sigma_t.item() == pytest.approx(0.0, abs=1e-7)
+    assert end.alpha_t.item() == pytest.approx(1.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("name", list(SCHEDULES))
@@ -23,10 +23,19 @@ def test_derivatives_match_autograd(name):
     schedule = get_schedule(name)
     t = torch.linspace(0, 1, 101, dtype=torch.float64).requires_grad_(True)
     values = schedule(t)
-    d_alpha = torch.autograd.grad(values.alpha_t.sum(), t, retain_graph=True)[0]
-    d_beta = torch.autograd.grad(values.beta_t.sum(), t)[0]
+    d_sigma = torch.autograd.grad(values.sigma_t.sum(), t, retain_graph=True)[0]
+    d_alpha = torch.autograd.grad(values.alpha_t.sum(), t)[0]
+    torch.testing.assert_close(values.d_sigma_t.detach(), d_sigma, atol=1e-12, rtol=0)
     torch.testing.assert_close(values.d_alpha_t.detach(), d_alpha, atol=1e-12, rtol=0)
-    torch.testing.assert_close(values.d_beta_t.detach(), d_beta, atol=1e-12, rtol=0)
+
+
+def test_closed_forms():
+    t = torch.linspace(0, 1, 9, dtype=torch.float64)
+    linear, cosine = linear_schedule(t), cosine_schedule(t)
+    torch.testing.assert_close(linear.sigma_t, 1 - t, atol=1e-15, rtol=0)
+    torch.testing.assert_close(linear.alpha_t, t, atol=1e-15, rtol=0)
+    torch.testing.assert_close(cosine.sigma_t, torch.cos(math.pi * t / 2), atol=1e-15, rtol=0)
+    torch.testing.assert_close(cosine.alpha_t, torch.sin(math.pi * t / 2), atol=1e-15, rtol=0)
 
 
 def test_point_and_velocity_of_the_linear_path():
@@ -40,9 +49,10 @@ def test_point_and_velocity_of_the_linear_path():
 def test_cosine_is_variance_preserving_and_linear_is_not():
     t = torch.linspace(0, 1, 11, dtype=torch.float64)
     cosine, linear = cosine_schedule(t), linear_schedule(t)
-    torch.testing.assert_close(cosine.alpha_t**2 + cosine.beta_t**2, torch.ones_like(t))
-    assert (linear.alpha_t**2 + linear.beta_t**2)[5].item() == pytest.approx(0.5)
-    assert cosine_schedule(0.5).alpha_t.item() == pytest.approx(math.cos(math.pi / 4))
+    torch.testing.assert_close(cosine.sigma_t**2 + cosine.alpha_t**2, torch.ones_like(t))
+    assert (linear.sigma_t**2 + linear.alpha_t**2)[5].item() == pytest.approx(0.5)
+    assert cosine_schedule(0.5).sigma_t.item() == pytest.approx(math.cos(math.pi / 4))
+    assert cosine_schedule(1 / 3).alpha_t.item() == pytest.approx(0.5)  # sin(pi / 6): alpha weighs the data
 
 
 def test_times_broadcast_over_image_shaped_tensors():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from book.image_flow import to_model_space, to_pixels
+from book.numerics import to_model_space, to_pixels
 from book.schedules import linear_schedule
 from book.translation import independent_sources, translate, translation_loss, translation_trajectory
 

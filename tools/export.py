@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,11 +122,9 @@ def render(module: Module) -> str:
     imports = list(dict.fromkeys(imports))
     future = [line for line in imports if line.startswith("from __future__")]
     others = [line for line in imports if not line.startswith("from __future__")]
-    header = (
-        f"{GENERATED} {sources}.\n"
-        f"# Do not edit: change the chapter, then run `{FIX_COMMAND}`.\n"
-        f'"""Code exported from {sources}."""\n'
-    )
+    first_line = "\n# ".join(textwrap.wrap(f"{GENERATED} {sources}.", width=110, subsequent_indent=""))
+    docstring = "\n".join(textwrap.wrap(f'"""Code exported from {sources}."""', width=110))
+    header = f"{first_line}\n# Do not edit: change the chapter, then run `{FIX_COMMAND}`.\n{docstring}\n"
     parts = [header]
     if future or others:
         parts.append("\n".join(future + ([""] if future and others else []) + others) + "\n")

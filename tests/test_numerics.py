@@ -1,13 +1,74 @@
-"""Tests of mixed precision: chapter 3's autocast context and wrapper (book/image_flow.py) with an explicit
-dtype, and book/precision.py's loss scaler, mixed-precision step and timer."""
+"""Tests of book/numerics.py (chapters 3 and 5): pixel scaling, the choice of precision, autocast, the loss
+scaler, the mixed-precision training step and the timer."""
+
+from pathlib import Path
 
 import pytest
 import torch
 
-from book.image_flow import in_mixed_precision, mixed_precision
-from book.precision import grad_scaler, precisions_to_measure, time_call, train_step
+from book import numerics
+from book.numerics import (
+    autocast_dtype,
+    bf16_is_fast,
+    cpu_flags,
+    grad_scaler,
+    in_mixed_precision,
+    mixed_precision,
+    precisions_to_measure,
+    time_call,
+    to_model_space,
+    to_pixels,
+    train_step,
+)
 
 CPU = torch.device("cpu")
+
+
+def test_pixel_scaling_round_trip():
+    images = torch.rand(3, 1, 28, 28)
+    x = to_model_space(images)
+    assert x.min() >= -1 and x.max() <= 1
+    torch.testing.assert_close(to_model_space(torch.tensor([0.0, 0.5, 1.0])), torch.tensor([-1.0, 0.0, 1.0]))
+    torch.testing.assert_close(to_pixels(x), images)
+    assert to_pixels(torch.tensor([-3.0, 3.0])).tolist() == [0.0, 1.0]  # clipped
+    assert to_pixels(x.to(torch.bfloat16)).dtype == torch.float32
+
+
+def test_cpu_flags_come_from_proc_cpuinfo():
+    flags = cpu_flags()
+    assert isinstance(flags, frozenset)
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        assert flags == frozenset()
+        return
+    lines = [line for line in cpuinfo.splitlines() if line.startswith("flags")]
+    assert flags == (frozenset(lines[0].split(":", 1)[1].split()) if lines else frozenset())
+
+
+def test_autocast_follows_cpu_flags(monkeypatch):
+    monkeypatch.setattr(numerics, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert bf16_is_fast(CPU) and autocast_dtype(CPU) == torch.bfloat16
+    monkeypatch.setattr(numerics, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert autocast_dtype(CPU) == torch.bfloat16
+    monkeypatch.setattr(numerics, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert not bf16_is_fast(CPU) and autocast_dtype(CPU) == torch.float32
+
+
+def test_autocast_on_cuda_needs_compute_capability_8(monkeypatch):
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert bf16_is_fast(cuda) and autocast_dtype(cuda) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert not bf16_is_fast(cuda) and autocast_dtype(cuda) == torch.float32
+
+
+def test_mixed_precision_follows_the_device_s_choice():
+    with mixed_precision(CPU):
+        product = torch.randn(4, 4) @ torch.randn(4, 4)
+    assert product.dtype == autocast_dtype(CPU)
+    linear = torch.nn.Linear(4, 4)
+    assert in_mixed_precision(linear, CPU)(torch.randn(2, 4)).dtype == torch.float32
 
 
 def test_autocast_runs_linear_layers_in_16_bits_and_float32_switches_it_off():
