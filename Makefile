@@ -10,7 +10,7 @@ MATHJAX := _vendor/mathjax/tex-chtml.js
 SMOKE_SITE := _build/smoke/html
 NBVAL_DIR := _build/nbval
 
-.PHONY: help setup data export book test lint nbval-outputs bench publish clean
+.PHONY: help setup data export book test lint nbval-outputs bench bench-quality results publish clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/' | expand -t 16
@@ -52,6 +52,9 @@ nbval-outputs: setup data  ## re-record the outputs nbval checks (CHAPTERS=chapt
 
 bench: setup  ## sampler overhead, training throughput per precision, chapter times (see README)
 	$(PY) -m benchmarks.run
+
+results: setup  ## print the headline numbers the latest builds recorded (_build/results/<profile>.json)
+	$(PY) -m book.results
 
 publish: book  ## push _build/html to the gh-pages branch
 	$(VENV)/bin/ghp-import --no-jekyll --push --force _build/html

@@ -39,6 +39,22 @@ def timestep_sequence(num_steps: int, steps: int | Sequence[int]) -> list[int]:
     return taus
 
 
+def quadratic_steps(num_steps: int, count: int) -> list[int]:
+    r"""S = ``count`` steps spaced quadratically, :math:`\tau_i = \mathrm{round}(T (i / S)^2)`, each at least
+    one above the one before: dense near the data, sparse near the noise (the DDIM paper's spacing for
+    CIFAR-10).
+
+    Raises:
+        ValueError: for S outside 1..T.
+    """
+    if not 1 <= count <= num_steps:
+        raise ValueError(f"the number of steps must lie in 1..T = 1..{num_steps}, got {count}")
+    taus: list[int] = []
+    for i in range(1, count + 1):
+        taus.append(max(round(num_steps * (i / count) ** 2), taus[-1] + 1 if taus else 1))
+    return timestep_sequence(num_steps, taus)
+
+
 # Defined in chapters/04_ddpm_guidance_ddim.md, section "Two reverse variances".
 @dataclass(frozen=True)
 class ReverseStep:

@@ -2,6 +2,8 @@
 # Do not edit: change the chapter, then run `make export`.
 """Code exported from chapters/03_unets_and_images.md, chapters/04_ddpm_guidance_ddim.md."""
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional
@@ -157,3 +159,36 @@ def class_spread(features: Tensor, labels: Tensor) -> float:
     if not spreads:
         raise ValueError("class_spread needs at least two images of some class")
     return torch.stack(spreads).mean().item()
+
+
+# Defined in chapters/04_ddpm_guidance_ddim.md, section "Evaluation".
+def knn_radii(features: Tensor, k: int = 3, batch_size: int = 1000) -> Tensor:
+    """The distance of each row of ``features`` (N, D) to its k-th nearest other row, shape (N,)."""
+    radii = []
+    for chunk in features.split(batch_size):
+        distances = torch.cdist(chunk, features)  # (B, N); a row's own distance, 0, is its first neighbour
+        radii.append(distances.kthvalue(k + 1, dim=1).values)
+    return torch.cat(radii)
+
+
+def fraction_covered(queries: Tensor, centres: Tensor, radii: Tensor, batch_size: int = 1000) -> float:
+    """The fraction of ``queries`` (M, D) inside some ball around ``centres`` (N, D) with ``radii`` (N,)."""
+    inside = [(torch.cdist(chunk, centres) <= radii[None, :]).any(dim=1)
+              for chunk in queries.split(batch_size)]
+    return torch.cat(inside).double().mean().item()
+
+
+@dataclass(frozen=True)
+class PrecisionRecall:
+    """Improved precision and recall (Kynkaanniemi et al., 2019): fidelity and coverage, each in [0, 1]."""
+
+    precision: float
+    recall: float
+
+
+def precision_recall(real: Tensor, generated: Tensor, k: int = 3) -> PrecisionRecall:
+    """Precision (samples inside the real data's k-NN balls) and recall (real data inside the samples' balls)
+    of two feature sets, (N, D) and (M, D); compare sets of equal size, since both depend on it."""
+    real, generated = real.double(), generated.double()
+    return PrecisionRecall(precision=fraction_covered(generated, real, knn_radii(real, k)),
+                           recall=fraction_covered(real, generated, knn_radii(generated, k)))

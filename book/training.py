@@ -25,7 +25,7 @@ class TrainingRecipe:
         batch_size: rows per optimizer step (an epoch's last batch may be smaller).
         lr: the peak learning rate.
         lr_schedule: ``"cosine"``, annealed from ``lr`` to 0 along a cosine over all steps after the warm-up
-            {cite}`loshchilov2017sgdr`; or ``"constant"``.
+            (Loshchilov and Hutter, 2017); or ``"constant"``.
         warmup_steps: steps over which the learning rate rises linearly to ``lr`` (``lr / warmup_steps`` at
             the first step, ``lr`` from step ``warmup_steps`` on).
         optimizer: ``"adam"`` or ``"adamw"`` (Adam with decoupled weight decay).
