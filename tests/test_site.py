@@ -1,6 +1,6 @@
 """The built website in a real headless browser (DESIGN.md, "Tests"): every page of ``_toc.yml`` loads, its
-images have non-zero size, its math is typeset by the MathJax served from the site itself, and the browser
-console stays free of errors.
+images have non-zero size, its math is typeset by the MathJax served from the site itself, it states in one
+line which edition it belongs to, and the browser console stays free of errors.
 
 The site is ``$BOOK_SITE`` (default ``_build/smoke/html``, relative to the repository root), served over
 HTTP on 127.0.0.1 and read by Debian's chromium through selenium.
@@ -12,6 +12,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -213,6 +214,17 @@ def check_math(browser: webdriver.Chrome, base: str) -> None:
     assert not problems, "math that MathJax could not typeset:\n" + "\n".join(problems)
 
 
+EDITION_LINE = re.compile(r"(smoke|cpu|gpu) edition: outputs computed on .+ with torch \S+, \d{4}-\d\d-\d\d")
+
+
+def check_edition_line(browser: webdriver.Chrome) -> None:
+    """The page says, in one visible line, which edition it is: profile, device, torch version and date."""
+    lines = browser.find_elements(By.CSS_SELECTOR, "p.book-edition")
+    assert len(lines) == 1, f"the page has {len(lines)} edition lines, not one"
+    assert lines[0].is_displayed(), "the edition line is hidden"
+    assert EDITION_LINE.fullmatch(lines[0].text), f"the edition line reads {lines[0].text!r}"
+
+
 def console_errors(browser: webdriver.Chrome, base: str) -> list[str]:
     """The SEVERE browser-console messages since the last call (reading the log empties it).
 
@@ -236,7 +248,8 @@ def test_toc_pages_exist(site: Path) -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=PAGES)
 def test_page(page: str, site: Path, base_url: str, driver: webdriver.Chrome) -> None:
-    """The page loads, its images have a size, its math is typeset, and the console shows no error."""
+    """The page loads, its images have a size, its math is typeset, it states its edition, and the console
+    shows no error."""
     html = page_html(site, page)
     assert html.is_file(), f"{page} was not built ({html} is missing)"
     console_errors(driver, base_url)  # drop what earlier pages left behind
@@ -246,6 +259,7 @@ def test_page(page: str, site: Path, base_url: str, driver: webdriver.Chrome) ->
     assert "404" not in driver.title, f"{page}: {driver.title}"
     check_images(driver)
     check_math(driver, base_url)
+    check_edition_line(driver)
     errors = console_errors(driver, base_url)
     assert not errors, f"browser console errors on {page}:\n" + "\n".join(errors)
 

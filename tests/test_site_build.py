@@ -11,11 +11,15 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 
 import pytest
 
+from tools.edition import machine
 from tools.site import build_key, site_key
+from tools.sphinx_ext import edition_line
 
 from chapter_text import MYST_HEADER
 
@@ -86,6 +90,17 @@ def test_a_good_page_builds(built):
     assert not (folder / "site" / ".scratch").exists()
     html = (folder / "site" / "chapters" / "page.html").read_text()
     assert "built in profile smoke" in html
+
+
+def test_every_page_states_its_edition_device_torch_and_date(built):
+    # Built here: this machine's device, the installed torch, and the day the outputs were computed.
+    folder, result = built
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    described = machine()
+    line = edition_line({"profile": "smoke", "device": described["device"], "torch": described["torch"]},
+                        datetime.now(UTC).date().isoformat())
+    html = (folder / "site" / "chapters" / "page.html").read_text()
+    assert html.count(escape(line)) == 1, f"{line!r} is not on the page"
 
 
 def downloaded_stream_text(folder: Path) -> str:

@@ -9,7 +9,11 @@ nothing. Sphinx's environment and the pages live below it under a *site key*, a 
 (``tools/``), which no chapter imports: a change to the build's own code renders every page afresh and
 re-executes nothing.
 
-``python -m tools.site build`` (``make book``) and ``python -m tools.site mathjax`` (part of ``make setup``).
+The gpu profile is never executed here: its pages are rendered from the executed edition committed in
+``editions/gpu/`` (:mod:`tools.edition`), under a key of its own, ``gpu-edition-<hash of the edition>``.
+
+``python -m tools.site build`` (``make book``), ``python -m tools.site publish`` (``make publish``) and
+``python -m tools.site mathjax`` (part of ``make setup``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from unittest import mock
 
 from book.profiles import PROFILE_ENV, get_profile
 
@@ -66,35 +73,88 @@ def build_dir(key: str, build_root: Path = BUILD_ROOT) -> Path:
     return build_root / "cache" / key
 
 
-def build(profile_name: str | None, outdir: Path, *, source: Path = REPO_ROOT) -> int:
+def local_edition(profile: str) -> dict[str, str | None]:
+    """What the pages of a build executed here say about their outputs: this machine's device and torch; the
+    date of each page's outputs comes from its execution record (:mod:`tools.sphinx_ext`)."""
+    from tools.edition import machine
+
+    described = machine()
+    return {"profile": profile, "device": str(described["device"]), "torch": str(described["torch"]),
+            "date": None}
+
+
+@contextmanager
+def executing_nothing(edition: Path) -> Iterator[None]:
+    """While an edition renders, a chapter that would execute (its code matched nothing in the primed cache)
+    stops the build instead: the gpu profile must never run on the machine that renders it."""
+    from myst_nb.core.execute import cache
+
+    def refuse(notebook, cwd: str, **kwargs) -> None:
+        raise RuntimeError(f"a chapter in {cwd} was about to be executed although its outputs come from "
+                           f"{edition}; its code differs from the executed notebook's")
+
+    with mock.patch.object(cache, "single_nb_execution", refuse):
+        yield
+
+
+def build(profile_name: str | None, outdir: Path, *, source: Path = REPO_ROOT,
+          from_edition: bool | None = None) -> int:
     """Execute every chapter in the profile (cached) and publish the website to ``outdir``; 0 on success.
 
     Sphinx writes into the build key's own folder; ``outdir`` then receives a copy, so switching profiles
     back and forth never mixes pages, figures or executed notebooks of different builds. ``source`` is the
     book's folder (``_config.yml``, ``_toc.yml``, chapters); the tests build small books elsewhere.
+
+    ``from_edition`` (the default for the gpu profile) renders the executed edition in
+    ``source/editions/<profile>`` instead of executing: its notebooks go into the execution cache, where
+    myst-nb finds every chapter's outputs. That keeps the pages exactly those of an executed build (the same
+    ``.md`` read by the same parser, the same download and launch buttons), where rendering the ``.ipynb``
+    files as sources would change every page's source, its download and its launch links. A chapter that
+    changed since its execution is refused before Sphinx starts (:func:`tools.edition.check_fresh`), and
+    :func:`executing_nothing` stops any execution that would slip through.
+
+    Raises:
+        tools.edition.EditionError: when the edition is missing or stale (a ValueError, naming the chapters).
     """
     from jupyter_book.sphinx import build_sphinx
 
+    from tools.edition import check_fresh, edition_digest, edition_dir, prime_cache
+
     profile = get_profile(profile_name)
-    key = build_key(profile.name)
-    base = build_dir(key, source / "_build")
+    if from_edition is None:
+        from_edition = profile.name == "gpu"
+    if from_edition:
+        edition = edition_dir(source, profile.name)
+        manifest = check_fresh(edition, source)
+        key = f"{profile.name}-edition-{edition_digest(edition, manifest)}"
+        base = build_dir(key, source / "_build")
+        prime_cache(edition, manifest, base / "jupyter_cache", source)
+        banner, guard = manifest.banner(), executing_nothing(edition)
+        print(f"rendering the {profile.name} edition of {edition} (executed {manifest.day} on "
+              f"{manifest.device}, torch {manifest.torch}) into {outdir}; nothing is executed")
+    else:
+        key = build_key(profile.name)
+        base = build_dir(key, source / "_build")
+        banner, guard = local_edition(profile.name), nullcontext()
+        print(f"building the book in profile {profile.name!r} (build {key}) into {outdir}")
     rendered = base / site_key()
     os.environ[PROFILE_ENV] = profile.name
     os.environ["BOOK_BUILD"] = "1"
-    print(f"building the book in profile {profile.name!r} (build {key}) into {outdir}")
-    result = build_sphinx(
-        str(source),
-        str(rendered / "html"),
-        noconfig=True,
-        path_config=str(source / "_config.yml"),
-        confoverrides={
-            "nb_execution_cache_path": str(base / "jupyter_cache"),
-            "latex_individualpages": False,  # jupyter-book's own CLI always passes this
-        },
-        doctreedir=str(rendered / "doctrees"),
-        warningiserror=True,
-        keep_going=True,
-    )
+    with guard:
+        result = build_sphinx(
+            str(source),
+            str(rendered / "html"),
+            noconfig=True,
+            path_config=str(source / "_config.yml"),
+            confoverrides={
+                "nb_execution_cache_path": str(base / "jupyter_cache"),
+                "latex_individualpages": False,  # jupyter-book's own CLI always passes this
+                "book_edition": banner,
+            },
+            doctreedir=str(rendered / "doctrees"),
+            warningiserror=True,
+            keep_going=True,
+        )
     if result != 0:
         return int(result) if isinstance(result, int) else 1
     outdir = outdir.resolve()
@@ -109,6 +169,24 @@ def build(profile_name: str | None, outdir: Path, *, source: Path = REPO_ROOT) -
     staging.rename(outdir)
     print(f"website written to {outdir}")
     return 0
+
+
+def publish(requested: str | None, outdir: Path = BUILD_ROOT / "html") -> int:
+    """Build the edition :func:`tools.edition.publish_plan` chooses and push it to the gh-pages branch."""
+    from tools.edition import EditionError, check_fresh, edition_dir, publish_plan
+
+    try:
+        check_fresh(edition_dir(REPO_ROOT, "gpu"), REPO_ROOT)
+        gpu_problem = None
+    except EditionError as error:
+        gpu_problem = str(error)
+    edition = publish_plan(requested, gpu_problem)
+    print(f"publishing the {edition} edition")
+    result = build(edition, outdir)
+    if result != 0:
+        return result
+    ghp_import = Path(sys.executable).parent / "ghp-import"
+    return subprocess.run([str(ghp_import), "--no-jekyll", "--push", "--force", str(outdir)]).returncode
 
 
 def fetch_mathjax() -> Path:
@@ -147,11 +225,17 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", default=None, help="smoke, cpu or gpu (default: $BOOK_PROFILE or auto)"
     )
     build_parser.add_argument("--out", type=Path, default=BUILD_ROOT / "html", help="output folder")
+    build_parser.add_argument("--from-edition", action="store_true",
+                              help="render editions/<profile>/ without executing (always so for gpu)")
+    publish_parser = sub.add_parser("publish", help="build the gpu edition (or the cpu one) and push it")
+    publish_parser.add_argument("--edition", default=None, help="gpu (the default) or cpu")
     sub.add_parser("mathjax", help="fetch MathJax 3 into _vendor/mathjax")
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
-            return build(args.profile, args.out)
+            return build(args.profile, args.out, from_edition=args.from_edition or None)
+        if args.command == "publish":
+            return publish(args.edition or None)
         print(f"MathJax in {fetch_mathjax().relative_to(REPO_ROOT)}")
         return 0
     except (ValueError, RuntimeError) as error:

@@ -9,14 +9,20 @@
 * Each inline script once: sphinx-thebe and sphinx-togglebutton register theirs twice under Jupyter Book
   1.0 (with Sphinx 7.4), and the second ``const THEBE_JS_URL`` is a SyntaxError in every page's console.
 * A default light/dark mode for the theme, whose absence is logged as an error on a first visit.
+* One line under the title of every page saying which edition it belongs to: the profile, and the device,
+  torch version and date its outputs came from (``book_edition``, which :mod:`tools.site` sets: this machine
+  for a build executed here, the manifest for an imported edition).
 """
 
 from __future__ import annotations
 
+import html
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
 from jupyter_cache import get_cache
+from myst_nb.sphinx_ import NbMetadataCollector
 from sphinx.application import Sphinx
 from sphinx.errors import ConfigError, ExtensionError
 
@@ -63,6 +69,35 @@ def _default_theme_mode(app: Sphinx, pagename: str, templatename: str, context: 
     context["default_mode"] = context.get("default_mode") or "light"
 
 
+def _output_date(app: Sphinx, pagename: str) -> str:
+    """When the page's outputs were computed (its execution record); for a page without outputs, the newest
+    record of the book, else today."""
+    records = {name: NbMetadataCollector.get_exec_data(app.env, name) for name in app.env.found_docs}
+    times = {name: record["mtime"] for name, record in records.items() if record and record.get("mtime")}
+    timestamp = times.get(pagename) or max(times.values(), default=None)
+    moment = datetime.fromtimestamp(timestamp, UTC) if timestamp else datetime.now(UTC)
+    return moment.date().isoformat()
+
+
+def edition_line(edition: dict, date: str) -> str:
+    """The sentence every page starts with, e.g. "gpu edition: outputs computed on NVIDIA H200 with torch
+    2.11.0, 2026-11-27"."""
+    return (f"{edition['profile']} edition: outputs computed on {edition['device']} with torch "
+            f"{edition['torch']}, {date}")
+
+
+def _add_edition_line(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    edition = app.config.book_edition
+    if not edition or doctree is None or "body" not in context:  # genindex, search: no page of the book
+        return
+    line = html.escape(edition_line(edition, edition.get("date") or _output_date(app, pagename)))
+    paragraph = f'\n<p class="book-edition" style="font-size: 0.85em; opacity: 0.8">{line}</p>\n'
+    body = context["body"]
+    title_end = body.find("</h1>")  # under the page's title, or at the top of a page without one
+    at = title_end + len("</h1>") if title_end >= 0 else 0
+    context["body"] = body[:at] + paragraph + body[at:]
+
+
 def with_cached_outputs(notebook: nbformat.NotebookNode, cache_path: str) -> nbformat.NotebookNode:
     """``notebook`` with the outputs that the execution cache at ``cache_path`` recorded for its code.
 
@@ -101,7 +136,9 @@ def _copy_executed_notebooks(app: Sphinx, exception: Exception | None) -> None:
 
 
 def setup(app: Sphinx) -> dict:
+    app.add_config_value("book_edition", {}, "html", types=[dict])
     app.connect("builder-inited", _check_mathjax)
+    app.connect("html-page-context", _add_edition_line)
     app.connect("html-page-context", _add_ipynb_source)
     # Early: html-page-context stops at the first handler that returns a template name.
     app.connect("html-page-context", _unique_scripts, priority=100)
