@@ -9,8 +9,11 @@ INSTALLED := $(VENV)/.installed
 MATHJAX := _vendor/mathjax/tex-chtml.js
 SMOKE_SITE := _build/smoke/html
 NBVAL_DIR := _build/nbval
+# The runner runs where there is no .venv (a lent GPU machine: python3, torch, no Jupyter); here it uses .venv.
+RUNNER_PY = $(if $(wildcard $(PY)),$(PY),python3)
 
-.PHONY: help setup data export book test lint nbval-outputs bench bench-quality results publish clean
+.PHONY: help setup data export book test lint nbval-outputs bench bench-quality results runtime execute import \
+	publish clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/' | expand -t 16
@@ -33,7 +36,7 @@ data: setup  ## find or fetch MNIST and Fashion-MNIST into data/ and verify thei
 export: setup  ## regenerate book/ from the chapters' exported cells
 	$(PY) -m tools.export
 
-book: setup data  ## execute every chapter (default profile, cached) and write the website to _build/html
+book: setup data  ## execute every chapter (cached) into the website _build/html; BOOK_PROFILE=gpu renders editions/gpu
 	$(PY) -m tools.site build --out _build/html
 
 lint: setup
@@ -56,8 +59,19 @@ bench: setup  ## sampler overhead, training throughput per precision, chapter ti
 results: setup  ## print the headline numbers the latest builds recorded (_build/results/<profile>.json)
 	$(PY) -m book.results
 
-publish: book  ## push _build/html to the gh-pages branch
-	$(VENV)/bin/ghp-import --no-jekyll --push --force _build/html
+runtime: setup  ## download the runner's wheels (kernel, nbclient, jupytext; CPython 3.12) into _build/runtime/wheels
+	$(PY) -m tools.runtime
+
+execute:  ## execute every chapter into OUT=<folder> (notebooks, manifest.json, results); needs no Jupyter Book
+	@test -n "$(OUT)" || { echo "usage: make execute OUT=<folder> [BOOK_PROFILE=gpu]"; exit 2; }
+	$(RUNNER_PY) -m tools.execute --out "$(OUT)"
+
+import: setup  ## copy a `make execute` folder (FROM=<folder>) into editions/<profile>/, refusing stale chapters
+	@test -n "$(FROM)" || { echo "usage: make import FROM=<folder>"; exit 2; }
+	$(PY) -m tools.edition import "$(FROM)"
+
+publish: setup data  ## push the gpu edition to gh-pages if it matches the chapters (EDITION=cpu: the cpu edition)
+	$(PY) -m tools.site publish $(if $(EDITION),--edition $(EDITION))
 
 clean:  ## remove builds, caches and trained models (keeps .venv and data/)
 	rm -rf _build .cache
