@@ -2,11 +2,14 @@
 # Do not edit: change the chapter, then run `make export`.
 """Code exported from chapters/00_preface.md."""
 
-from collections.abc import Mapping, Sequence
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.animation import FuncAnimation
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -156,3 +159,119 @@ def plot_losses(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     return ax
+
+
+# Defined in chapters/00_preface.md, section "Plotting helpers".
+# matplotlib's player loads Font Awesome from a CDN for its buttons; plain characters need nothing.
+PLAYER_SYMBOLS = {"fa-minus": "\u2212", "fa-fast-backward": "\u00ab", "fa-step-backward": "\u2039",
+                  "fa-play fa-flip-horizontal": "\u25c0", "fa-pause": "\u275a\u275a", "fa-play": "\u25b6",
+                  "fa-step-forward": "\u203a", "fa-fast-forward": "\u00bb", "fa-plus": "+"}
+
+
+class Animation:
+    """Self-contained HTML of an animation (frames embedded, no network); notebooks and the website show it.
+
+    Attributes:
+        html: the HTML, a ``<div>`` with the frames as base64 PNG and the JavaScript player.
+        frames: the number of frames.
+    """
+
+    def __init__(self, html: str, frames: int) -> None:
+        self.html, self.frames = html, frames
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return f"<Animation: {self.frames} frames, {len(self.html) / 1e6:.2f} MB of HTML>"
+
+
+def offline_html(animation: FuncAnimation, *, fps: float) -> str:
+    """``animation.to_jshtml()`` (every frame embedded) with the player's icons made local."""
+    html = animation.to_jshtml(fps=fps, embed_frames=True, default_mode="loop")
+    html = re.sub(r'<link rel="stylesheet"\s+href="[^"]*font-awesome[^"]*">', "", html)
+    for icon, symbol in PLAYER_SYMBOLS.items():
+        html = html.replace(f'<i class="fa {icon}"></i>', symbol)
+    if re.search(r"https?://", html) or 'class="fa ' in html:
+        raise RuntimeError("the animation's HTML still loads something from the network; has matplotlib's "
+                           "HTML template changed? Update PLAYER_SYMBOLS in chapters/00_preface.md")
+    return html
+
+
+# Defined in chapters/00_preface.md, section "Plotting helpers".
+def animate_points(
+    frames: torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray],
+    *,
+    title: str,
+    times: Sequence[float] | torch.Tensor | np.ndarray | None = None,
+    labels: torch.Tensor | np.ndarray | None = None,
+    color: str = MODEL_COLOR,
+    background: torch.Tensor | np.ndarray | None = None,
+    arrows: tuple[torch.Tensor | np.ndarray, torch.Tensor | np.ndarray] | None = None,
+    counter: str | Callable[[float], str] = "t = {:.2f}",
+    time_label: str = "time $t$",
+    xlim: tuple[float, float] = (-4.5, 4.5),
+    ylim: tuple[float, float] = (-3.5, 3.5),
+    max_frames: int = 36,
+    size: float = 3.0,
+    fps: float = 8.0,
+    figsize: tuple[float, float] = (6.4, 4.4),
+    dpi: int = 72,
+) -> Animation:
+    """Animate 2D points moving through time (or through layers), as offline HTML.
+
+    Args:
+        frames: shape (T, N, 2) (or T tensors of shape (N, 2)), the positions of N points at T times; at
+            most ``max_frames`` of them are drawn, evenly spaced, the first and the last always.
+        times: shape (T,), the time (or layer) of each frame; defaults to 0..1.
+        labels: shape (N,), integer classes, coloured with ``CLASS_COLORS``; otherwise all in ``color``.
+        background: shape (M, 2), points drawn in grey in every frame (the data).
+        arrows: ``(grid, vectors)``, shapes (G, 2) and (T, G, 2): a velocity field drawn on the grid at each
+            frame's time, with one scale for every frame.
+        counter: the text in the corner, a format for the frame's time or a function of it.
+    """
+    path = np.stack([as_numpy(frame) for frame in frames])  # (T, N, 2)
+    if path.ndim != 3 or path.shape[0] < 2 or path.shape[2] != 2:
+        raise ValueError(f"frames must have shape (T, N, 2) with T >= 2; got {path.shape}")
+    steps = path.shape[0]
+    t = np.linspace(0.0, 1.0, steps) if times is None else as_numpy(times)
+    if t.shape != (steps,):
+        raise ValueError(f"times must have shape ({steps},), one per frame; got {t.shape}")
+    shown = np.unique(np.linspace(0, steps - 1, min(max_frames, steps)).round().astype(int))
+    if arrows is not None:
+        grid, vectors = as_numpy(arrows[0]), as_numpy(arrows[1])  # (G, 2), (T, G, 2)
+        if vectors.shape != (steps, *grid.shape):
+            raise ValueError(f"arrows must be a grid (G, 2) and vectors (T, G, 2); got {grid.shape}, "
+                             f"{vectors.shape}")
+    describe = counter.format if isinstance(counter, str) else counter
+    colors = color if labels is None else [CLASS_COLORS[c] for c in as_numpy(labels).astype(int)]
+
+    fig, (ax, strip) = plt.subplots(2, 1, figsize=figsize, dpi=dpi, height_ratios=[1, 0.05])
+    if background is not None:
+        back = as_numpy(background)
+        ax.scatter(back[:, 0], back[:, 1], s=2.0, color=DATA_COLOR, alpha=0.4, linewidths=0)
+    field = None
+    if arrows is not None:
+        spacing = math.sqrt((xlim[1] - xlim[0]) * (ylim[1] - ylim[0]) / len(grid))
+        longest = float(np.percentile(np.linalg.norm(vectors[shown], axis=-1), 95)) or 1.0
+        field = ax.quiver(grid[:, 0], grid[:, 1], vectors[0, :, 0], vectors[0, :, 1], color="0.3",
+                          angles="xy", scale_units="xy", scale=longest / (0.9 * spacing), width=0.003)
+    cloud = ax.scatter(path[0, :, 0], path[0, :, 1], s=size, c=colors, alpha=0.8, linewidths=0)
+    clock = ax.text(0.02, 0.97, describe(t[0]), transform=ax.transAxes, va="top", ha="left",
+                    bbox={"facecolor": "white", "edgecolor": "0.7", "alpha": 0.9})
+    ax.set(xlim=xlim, ylim=ylim, xlabel="$x_1$", ylabel="$x_2$", title=title, aspect="equal")
+    strip.imshow(np.linspace(0.0, 1.0, 256)[None], aspect="auto", cmap=TIME_CMAP, extent=(t[0], t[-1], 0, 1))
+    mark = strip.axvline(t[0], color="white", linewidth=3)
+    strip.set(yticks=[], xlabel=time_label)
+    fig.tight_layout()
+
+    def draw(k: int) -> None:
+        cloud.set_offsets(path[k])
+        clock.set_text(describe(t[k]))
+        mark.set_xdata([t[k], t[k]])
+        if field is not None:
+            field.set_UVC(vectors[k, :, 0], vectors[k, :, 1])
+
+    html = offline_html(FuncAnimation(fig, draw, frames=shown, interval=1000 / fps), fps=fps)
+    plt.close(fig)  # the frames are in the HTML; a static copy of the last one would follow it otherwise
+    return Animation(html, len(shown))
