@@ -148,14 +148,14 @@ def execute(out: Path, profile: str, source: Path = REPO_ROOT, timeout: int | No
     chapters = chapter_sources(source)
     if not chapters:
         raise RunnerError(f"{source / '_toc.yml'} lists no chapters")
-    staging = prepare_output(out)
-    # What the kernels inherit: the profile, the build's switches, where `book` is and where results go.
-    os.environ.update({"BOOK_PROFILE": profile, "BOOK_BUILD": "1", "PYTHONPATH": _pythonpath(REPO_ROOT),
-                       "BOOK_RESULTS": str(staging / "results")})
     machine = describe_machine(profile)
     if profile == "gpu" and not machine["cuda"]:
         raise RunnerError(f"the gpu profile needs CUDA, and this machine has none ({machine['device']}); "
                           "choose another with BOOK_PROFILE (smoke, cpu)")
+    staging = prepare_output(out)
+    # What the kernels inherit: the profile, the build's switches, where `book` is and where results go.
+    os.environ.update({"BOOK_PROFILE": profile, "BOOK_BUILD": "1", "PYTHONPATH": _pythonpath(REPO_ROOT),
+                       "BOOK_RESULTS": str(staging / "results")})
     timeout = timeout or cell_timeout(source)
     print(f"executing {len(chapters)} chapters in profile {profile!r} on {machine['device']} (torch "
           f"{machine['torch']}, Python {machine['python']}) into {out}", flush=True)

@@ -118,7 +118,7 @@ def build(profile_name: str | None, outdir: Path, *, source: Path = REPO_ROOT,
     """
     from jupyter_book.sphinx import build_sphinx
 
-    from tools.edition import check_fresh, edition_digest, edition_dir, prime_cache
+    from tools.edition import changed_modules, check_fresh, edition_digest, edition_dir, prime_cache
 
     profile = get_profile(profile_name)
     if from_edition is None:
@@ -132,6 +132,10 @@ def build(profile_name: str | None, outdir: Path, *, source: Path = REPO_ROOT,
         banner, guard = manifest.banner(), executing_nothing(edition)
         print(f"rendering the {profile.name} edition of {edition} (executed {manifest.day} on "
               f"{manifest.device}, torch {manifest.torch}) into {outdir}; nothing is executed")
+        changed = changed_modules(manifest)
+        if changed:
+            print(f"note: {', '.join(changed)} changed since the edition was executed; its outputs may "
+                  "differ from what the chapters would print now")
     else:
         key = build_key(profile.name)
         base = build_dir(key, source / "_build")
