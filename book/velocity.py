@@ -7,7 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from book.schedules import as_time
+from book.cache import CachedRun, fingerprint, load_or_train
+from book.flow_matching import flow_matching_loss
+from book.profiles import seeded
+from book.schedules import as_time, linear_schedule
+from book.training import TrainingRecipe, fit
 
 
 # Defined in chapters/02_flow_matching.md, section "The velocity network".
@@ -19,7 +23,8 @@ class VelocityMLPConfig:
         dim: the data dimension d.
         hidden: the width of every hidden layer.
         layers: the number of linear layers (at least 2).
-        num_classes: the number of classes K for a conditional model; 0 for an unconditional one.
+        num_classes: the number of classes K for a conditional model (labels 0..K-1, and K for the null
+            class); 0 for an unconditional one.
         class_embedding_dim: the size of each class's learned vector.
         negative_slope: LeakyReLU's slope for negative inputs.
     """
@@ -30,6 +35,11 @@ class VelocityMLPConfig:
     num_classes: int = 0
     class_embedding_dim: int = 16
     negative_slope: float = 0.01
+
+    @property
+    def null_class(self) -> int | None:
+        """The label that means "no class": ``num_classes`` (``None`` for an unconditional network)."""
+        return self.num_classes if self.num_classes else None
 
 
 class VelocityMLP(nn.Module):
@@ -44,7 +54,7 @@ class VelocityMLP(nn.Module):
             raise ValueError(f"layers must be at least 2 (one hidden layer), got {config.layers}")
         self.config = config
         self.class_embedding = (
-            nn.Embedding(config.num_classes, config.class_embedding_dim) if config.num_classes else None
+            nn.Embedding(config.num_classes + 1, config.class_embedding_dim) if config.num_classes else None
         )
         in_features = config.dim + 1 + (config.class_embedding_dim if config.num_classes else 0)
         widths = [in_features] + [config.hidden] * (config.layers - 1)
@@ -55,13 +65,61 @@ class VelocityMLP(nn.Module):
         self.net = nn.Sequential(*blocks)
 
     def forward(self, x: Tensor, t: Tensor | float, labels: Tensor | None = None) -> Tensor:
-        """Velocities at ``x`` (B, d) and times ``t`` (float or (B,)); ``labels`` (B,) ints in 0..K-1."""
+        """Velocities at ``x`` (B, d) and times ``t`` (float or (B,)); ``labels`` (B,) ints in 0..K (K: null
+        class)."""
         t = as_time(t, like=x).expand(x.shape[0])[:, None]  # () or (B,) -> (B, 1)
         features = [x, t]
         if self.class_embedding is not None:
             if labels is None:
-                raise ValueError("this model is class-conditional: pass labels, shape (B,), in 0..K-1")
+                raise ValueError("this model is class-conditional: pass labels, shape (B,), in 0..K "
+                                 "(K = config.null_class for no class)")
             features.append(self.class_embedding(labels))  # (B,) -> (B, class_embedding_dim)
         elif labels is not None:
             raise ValueError("this model is unconditional (num_classes=0): call it without labels")
         return self.net(torch.cat(features, dim=1))  # (B, d + 1 [+ E]) -> (B, d)
+
+
+# Defined in chapters/02_flow_matching.md, section "The null class: two fields in one network".
+RINGS_CONDITIONAL = VelocityMLPConfig(dim=2, hidden=128, layers=5, num_classes=5, class_embedding_dim=16)
+"""The rings' class-conditional network: classes 0..4, and the null class 5."""
+RINGS_LABEL_DROPOUT = 0.2
+"""The probability that a training label of the rings' conditional model becomes the null class."""
+
+
+def drop_class_labels(labels: Tensor, probability: float, null_class: int,
+                      generator: torch.Generator | None = None) -> Tensor:
+    """``labels`` (B,) with each one replaced by ``null_class`` with the given probability, independently."""
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"probability must lie in [0, 1], got {probability}")
+    draws = torch.rand(labels.shape, generator=generator,
+                       device=generator.device if generator else labels.device).to(labels.device)
+    return torch.where(draws < probability, torch.full_like(labels, null_class), labels)
+
+
+def trained_rings_velocity(points: Tensor, labels: Tensor, recipe: TrainingRecipe, *,
+                           device: torch.device) -> CachedRun:
+    """The rings' class-conditional velocity field (linear schedule), from the cache or trained now.
+
+    Args:
+        points: the training points (N, 2); labels: their rings (N,), in 0..4.
+        recipe: how to train; ``recipe.label_dropout`` (``RINGS_LABEL_DROPOUT`` in the book) is the rate at
+            which labels become the null class, so that ``model(x, t, null)`` is the unconditional field.
+    Returns:
+        the :class:`~book.cache.CachedRun`, its ``model`` on ``device`` in eval mode.
+    """
+    null_class = RINGS_CONDITIONAL.null_class
+
+    def loss_fn(model: VelocityMLP, x1: Tensor, batch_labels: Tensor) -> Tensor:
+        batch_labels = drop_class_labels(batch_labels, recipe.label_dropout, null_class)
+        return flow_matching_loss(model, x1, linear_schedule, labels=batch_labels)
+
+    with seeded(recipe.seed):  # the initial weights
+        model = VelocityMLP(RINGS_CONDITIONAL)
+    run = load_or_train(
+        "fm2d-rings-conditional", model,
+        lambda model: fit(model, loss_fn, (points, labels), recipe, device=device, desc="conditional rings"),
+        recipe=recipe, device=device, code=[fit, flow_matching_loss, linear_schedule],
+        data={"path": "linear", "points": len(points), "fingerprint": fingerprint(points, labels)},
+    )
+    run.model.eval()
+    return run
