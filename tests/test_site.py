@@ -305,3 +305,42 @@ def test_favicon(site: Path, base_url: str, driver: webdriver.Chrome) -> None:
     for icon in icons:
         with urllib.request.urlopen(icon, timeout=LOAD_TIMEOUT_S) as response:
             assert response.status == 200, f"icon {icon}: HTTP {response.status}"
+
+
+
+# The pages whose figures include animations (book.plotting.animate_points: matplotlib's to_jshtml player).
+ANIMATED_PAGES = ["chapters/00_preface", "chapters/01_normalizing_flows", "chapters/02_flow_matching"]
+PLAY_TIMEOUT_S = 10
+
+# Every request the page has made, as the browser's resource timing records it.
+REQUESTED_URLS = "return performance.getEntriesByType('resource').map(entry => entry.name);"
+
+
+@pytest.mark.parametrize("page", ANIMATED_PAGES, ids=ANIMATED_PAGES)
+def test_animations_play_offline(page: str, site: Path, base_url: str, driver: webdriver.Chrome) -> None:
+    """Every animation of the page plays with the network switched off: pressing its play button changes the
+    frame shown, and no request of the page ever left the local site."""
+    html = page_html(site, page)
+    assert html.is_file(), f"{page} was not built ({html} is missing)"
+    console_errors(driver, base_url)  # drop what earlier pages left behind
+    driver.get(base_url + html.relative_to(site).as_posix())
+    wait_for(driver, "document.readyState === 'complete'", f"{page} to load")
+    animations = driver.find_elements(By.CSS_SELECTOR, "div.animation")
+    assert animations, f"{page} has no animation (a div.animation from book.plotting.animate_points)"
+    driver.set_network_conditions(offline=True, latency=0, throughput=0)
+    try:
+        for index, animation in enumerate(animations):
+            image = f"document.querySelectorAll('div.animation img')[{index}]"
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", animation)
+            wait_for(driver, f"{image}.src.startsWith('data:image/png')", f"animation {index}'s first frame")
+            driver.execute_script(f"window.bookFirstFrame = {image}.src;")
+            animation.find_element(By.CSS_SELECTOR, "button[title='Play']").click()
+            wait_for(driver, f"{image}.src !== window.bookFirstFrame",
+                     f"{page}: animation {index} to change its frame after play", timeout=PLAY_TIMEOUT_S)
+            animation.find_element(By.CSS_SELECTOR, "button[title='Pause']").click()
+    finally:
+        driver.delete_network_conditions()
+    foreign = [url for url in driver.execute_script(REQUESTED_URLS) if not url.startswith(base_url)]
+    assert not foreign, f"{page} requested files from outside the site (it must read offline): {foreign}"
+    errors = console_errors(driver, base_url)
+    assert not errors, f"browser console errors while playing the animations of {page}:\n" + "\n".join(errors)
