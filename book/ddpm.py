@@ -12,8 +12,8 @@ from torch import Tensor
 from book.cache import CachedRun, fingerprint, load_or_train
 from book.numerics import in_mixed_precision
 from book.profiles import seeded
-from book.training import TrainingRecipe, fit
-from book.unet import UNet, UNetConfig, drop_labels
+from book.training import TrainingRecipe, drop_labels, fit
+from book.unet import UNet, UNetConfig
 
 
 # Defined in chapters/04_ddpm_guidance_ddim.md, section "The forward process".

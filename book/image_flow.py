@@ -18,8 +18,8 @@ from book.numerics import in_mixed_precision, to_model_space, to_pixels
 from book.profiles import seeded
 from book.samplers import SamplerResult, integrate
 from book.schedules import Schedule, get_schedule
-from book.training import TrainingRecipe, fit
-from book.unet import UNet, UNetConfig, drop_labels
+from book.training import TrainingRecipe, drop_labels, fit
+from book.unet import UNet, UNetConfig
 
 
 # Defined in chapters/03_unets_and_images.md, section "Training with the linear and the cosine schedule".
@@ -28,7 +28,8 @@ def flow_matching_image_loss(model: torch.nn.Module, x1: Tensor, labels: Tensor 
     """Chapter 2's flow-matching loss on images (B, C, H, W) in [-1, 1], the network under mixed precision.
 
     With ``labels`` (B,), each is replaced by the model's null class with probability ``label_dropout``
-    (:func:`book.unet.drop_labels`), so a conditional model also learns the unconditional field.
+    (chapter 2's :func:`book.training.drop_labels`), so a conditional model also learns the
+    unconditional field.
     """
     forward = in_mixed_precision(model, device)
     if labels is None:

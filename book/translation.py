@@ -4,6 +4,7 @@
 
 from collections.abc import Callable
 
+import scipy.optimize
 import torch
 from torch import Tensor
 
@@ -14,7 +15,7 @@ from book.samplers import SamplerResult, integrate
 from book.schedules import Schedule
 
 
-# Defined in chapters/05_translation_and_mixed_precision.md, section "Flow matching between two data sets".
+# Defined in chapters/05_translation_and_mixed_precision.md, section "Minibatch optimal transport".
 def independent_sources(source: Tensor, count: int, generator: torch.Generator | None = None) -> Tensor:
     """``count`` rows of ``source`` (N, ...) drawn uniformly with replacement, independently of anything else.
 
@@ -26,6 +27,20 @@ def independent_sources(source: Tensor, count: int, generator: torch.Generator |
     index = torch.randint(len(source), (count,), generator=generator,
                           device=generator.device if generator is not None else source.device)
     return source[index.to(source.device)]
+
+
+def minibatch_ot_sources(sources: Tensor, targets: Tensor) -> Tensor:
+    """``sources`` (B, ...) reordered so that row i is paired with ``targets[i]`` (B, ...) by the optimal
+    transport between the two batches for the squared distance (eq-tr-ot): an assignment problem, solved
+    exactly by the Hungarian algorithm (SciPy's ``linear_sum_assignment``)."""
+    if len(sources) != len(targets):
+        raise ValueError(f"minibatch transport pairs batches of equal size; got {len(sources)} sources and "
+                         f"{len(targets)} targets")
+    cost = torch.cdist(sources.flatten(1).float(), targets.flatten(1).float()).pow(2)  # (B, B)
+    source_index, target_index = scipy.optimize.linear_sum_assignment(cost.cpu().numpy())
+    order = torch.empty(len(targets), dtype=torch.long)
+    order[torch.as_tensor(target_index)] = torch.as_tensor(source_index)  # the source paired with target j
+    return sources[order.to(sources.device)]
 
 
 def translation_loss(model: torch.nn.Module, x0: Tensor, x1: Tensor, *, schedule: Schedule,

@@ -216,17 +216,3 @@ class UNet(nn.Module):
         for upsample, block in zip(self.upsample, self.decoder, strict=True):
             h = block(upsample(h) + skips.pop(), embedding)  # doubles H and W; the skip is added
         return self.head(h)  # (B, C_out, H, W)
-
-
-# Defined in chapters/03_unets_and_images.md, section "A stronger U-Net".
-def drop_labels(labels: Tensor, probability: float, null_class: int,
-                generator: torch.Generator | None = None) -> Tensor:
-    """``labels`` (B,) with each one replaced by ``null_class`` with the given probability.
-
-    Trains a conditional :class:`UNet` to also be the unconditional one (classifier-free guidance).
-    """
-    if not 0.0 <= probability <= 1.0:
-        raise ValueError(f"probability must lie in [0, 1], got {probability}")
-    draws = torch.rand(labels.shape, generator=generator,
-                       device=generator.device if generator else labels.device).to(labels.device)
-    return torch.where(draws < probability, torch.full_like(labels, null_class), labels)

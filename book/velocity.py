@@ -11,7 +11,7 @@ from book.cache import CachedRun, fingerprint, load_or_train
 from book.flow_matching import flow_matching_loss
 from book.profiles import seeded
 from book.schedules import as_time, linear_schedule
-from book.training import TrainingRecipe, fit
+from book.training import TrainingRecipe, drop_labels, fit
 
 
 # Defined in chapters/02_flow_matching.md, section "The velocity network".
@@ -86,16 +86,6 @@ RINGS_LABEL_DROPOUT = 0.2
 """The probability that a training label of the rings' conditional model becomes the null class."""
 
 
-def drop_class_labels(labels: Tensor, probability: float, null_class: int,
-                      generator: torch.Generator | None = None) -> Tensor:
-    """``labels`` (B,) with each one replaced by ``null_class`` with the given probability, independently."""
-    if not 0.0 <= probability <= 1.0:
-        raise ValueError(f"probability must lie in [0, 1], got {probability}")
-    draws = torch.rand(labels.shape, generator=generator,
-                       device=generator.device if generator else labels.device).to(labels.device)
-    return torch.where(draws < probability, torch.full_like(labels, null_class), labels)
-
-
 def trained_rings_velocity(points: Tensor, labels: Tensor, recipe: TrainingRecipe, *,
                            device: torch.device) -> CachedRun:
     """The rings' class-conditional velocity field (linear schedule), from the cache or trained now.
@@ -110,7 +100,7 @@ def trained_rings_velocity(points: Tensor, labels: Tensor, recipe: TrainingRecip
     null_class = RINGS_CONDITIONAL.null_class
 
     def loss_fn(model: VelocityMLP, x1: Tensor, batch_labels: Tensor) -> Tensor:
-        batch_labels = drop_class_labels(batch_labels, recipe.label_dropout, null_class)
+        batch_labels = drop_labels(batch_labels, recipe.label_dropout, null_class)
         return flow_matching_loss(model, x1, linear_schedule, labels=batch_labels)
 
     with seeded(recipe.seed):  # the initial weights

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from book.training import TrainingRecipe, fit, learning_rate_schedule
+from book.training import TrainingRecipe, drop_labels, fit, learning_rate_schedule
 
 
 def regression_data(n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,3 +209,16 @@ def test_mismatched_tensors_are_refused():
     x, y = regression_data(10)
     with pytest.raises(ValueError, match="one common length"):
         fit(fresh_model(), squared_error, (x, y[:5]), TrainingRecipe(epochs=1, batch_size=4))
+
+
+def test_drop_labels():
+    labels = torch.arange(10).repeat(1000)
+    generator = torch.Generator().manual_seed(0)
+    dropped = drop_labels(labels, 0.2, null_class=10, generator=generator)
+    is_null = dropped == 10
+    assert abs(is_null.double().mean().item() - 0.2) < 0.02
+    torch.testing.assert_close(dropped[~is_null], labels[~is_null])
+    assert torch.equal(drop_labels(labels, 0.0, 10), labels)
+    assert (drop_labels(labels, 1.0, 10) == 10).all()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        drop_labels(labels, 1.5, 10)

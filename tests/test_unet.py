@@ -12,7 +12,6 @@ from book.unet import (
     UNet,
     UNetConfig,
     count_parameters,
-    drop_labels,
     sinusoidal_embedding,
 )
 
@@ -155,16 +154,3 @@ def test_residual_block_is_identity_plus_residual():
         block.conv2.bias.zero_()
     x = torch.randn(2, 8, 7, 7)
     torch.testing.assert_close(block(x, torch.randn(2, 4)), x)
-
-
-def test_drop_labels():
-    labels = torch.arange(10).repeat(1000)
-    generator = torch.Generator().manual_seed(0)
-    dropped = drop_labels(labels, 0.2, null_class=10, generator=generator)
-    is_null = dropped == 10
-    assert abs(is_null.double().mean().item() - 0.2) < 0.02
-    torch.testing.assert_close(dropped[~is_null], labels[~is_null])
-    assert torch.equal(drop_labels(labels, 0.0, 10), labels)
-    assert (drop_labels(labels, 1.0, 10) == 10).all()
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        drop_labels(labels, 1.5, 10)

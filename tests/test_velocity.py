@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from book.velocity import VelocityMLP, VelocityMLPConfig
+from book.velocity import RINGS_CONDITIONAL, VelocityMLP, VelocityMLPConfig
 
 
 def test_shapes_and_float_or_batched_time():
@@ -49,3 +49,16 @@ def test_layer_count_and_width():
     assert len(linears) == 5
     assert linears[0].in_features == 4 and linears[-1].out_features == 3
     assert all(isinstance(m, torch.nn.LeakyReLU) for m in model.net[1:-1:2])
+
+
+def test_the_null_class_has_its_own_embedding_row():
+    config = VelocityMLPConfig(hidden=16, layers=3, num_classes=5, class_embedding_dim=4)
+    assert config.null_class == 5 and VelocityMLPConfig().null_class is None
+    assert RINGS_CONDITIONAL.null_class == 5
+    model = VelocityMLP(config)
+    assert model.class_embedding.num_embeddings == 6
+    x, t = torch.randn(3, 2), torch.rand(3)
+    null = model(x, t, torch.full((3,), config.null_class))
+    assert not torch.allclose(null, model(x, t, torch.zeros(3, dtype=torch.long)))
+    with pytest.raises(IndexError):
+        model(x, t, torch.full((3,), 6))
