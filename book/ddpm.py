@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from book.cache import CachedRun, fingerprint, load_or_train
-from book.numerics import in_mixed_precision
+from book.numerics import autocast_dtype, grad_scaler, in_mixed_precision
 from book.profiles import seeded
 from book.training import TrainingRecipe, drop_labels, fit
 from book.unet import UNet, UNetConfig
@@ -240,7 +240,8 @@ def trained_ddpm(images: Tensor, labels: Tensor, recipe: TrainingRecipe, *, data
         model = UNet(UNetConfig(num_classes=10))
     run = load_or_train(
         f"ddpm-unet-{dataset}", model,
-        lambda model: fit(model, loss_fn, (images, labels), recipe, device=device, desc=f"DDPM, {dataset}"),
+        lambda model: fit(model, loss_fn, (images, labels), recipe, device=device,
+                          grad_scaler=grad_scaler(device, autocast_dtype(device)), desc=f"DDPM, {dataset}"),
         recipe=recipe, data={"dataset": dataset, "schedule": "linear", "steps": schedule.num_steps,
                              "images": len(images), "fingerprint": fingerprint(images, labels)},
         device=device, code=[fit, ddpm_image_loss],

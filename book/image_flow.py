@@ -14,7 +14,7 @@ from torch import Tensor
 
 from book.cache import CachedRun, fingerprint, load_or_train
 from book.flow_matching import flow_matching_loss
-from book.numerics import in_mixed_precision, to_model_space, to_pixels
+from book.numerics import autocast_dtype, grad_scaler, in_mixed_precision, to_model_space, to_pixels
 from book.profiles import seeded
 from book.samplers import SamplerResult, integrate
 from book.schedules import Schedule, get_schedule
@@ -60,6 +60,7 @@ def trained_flow_unet(schedule_name: str, images: Tensor, labels: Tensor, recipe
     run = load_or_train(
         f"fm-unet-{schedule_name}", model,
         lambda model: fit(model, loss_fn, (images, labels), recipe, device=device,
+                          grad_scaler=grad_scaler(device, autocast_dtype(device)),
                           desc=f"flow matching, {schedule_name} schedule"),
         recipe=recipe, data={"path": schedule_name, "images": len(images), "fingerprint": fingerprint(images,
                                                                                                        labels)},

@@ -50,8 +50,19 @@ def bf16_is_fast(device: torch.device) -> bool:
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
-    """The precision the U-Nets train and sample in on ``device``: bfloat16 where fast, float32 elsewhere."""
-    return torch.bfloat16 if bf16_is_fast(device) else torch.float32
+    """The precision the U-Nets train and sample in on ``device``: bfloat16 where it is fast; float16, with
+    loss scaling (:func:`grad_scaler`), on GPUs whose tensor cores run only float16 (compute capability 7.x,
+    such as the V100, T4 and RTX 20 series); float32 elsewhere."""
+    if bf16_is_fast(device):
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] == 7:
+        return torch.float16
+    return torch.float32
+
+
+def grad_scaler(device: torch.device, dtype: torch.dtype) -> torch.amp.GradScaler:
+    """A dynamic loss scaler, enabled only for float16 (bfloat16 and float32 have float32's range)."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
 
 def mixed_precision(device: torch.device,
@@ -114,11 +125,6 @@ def time_call(fn: Callable[[], object], *, device: torch.device, repeats: int = 
 def precisions_to_measure(device: torch.device) -> list[torch.dtype]:
     """float32 and bfloat16 everywhere, plus float16 on CUDA (CPUs have no fast float16 kernels)."""
     return [torch.float32, torch.bfloat16] + ([torch.float16] if device.type == "cuda" else [])
-
-
-def grad_scaler(device: torch.device, dtype: torch.dtype) -> torch.amp.GradScaler:
-    """A dynamic loss scaler, enabled only for float16 (bfloat16 and float32 have float32's range)."""
-    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
 
 def train_step(model: torch.nn.Module, loss_fn: Callable[..., Tensor], batch: Sequence[Tensor],

@@ -90,6 +90,9 @@ class Profile:
                                           smoke=_recipe(1, 64, 2e-3, label_dropout=0.2),
                                           cpu=_recipe(1, 128, 2e-3, label_dropout=0.2),
                                           gpu=_recipe(20, 128, 2e-3, label_dropout=0.2))
+    sampler_noise: str = _budget("ch04: where stochastic samplers draw their noise ('host': the same "
+                                 "numbers on every device; 'device': no copy per step)", smoke="host",
+                                 cpu="host", gpu="device")
     ddpm_max_steps: int = _budget("ch04: most sampler steps in the step sweep (of 10, 20, 50, 100, 1000)",
                                   smoke=10, cpu=50, gpu=1_000)
     ddpm_sweep_samples: int = _budget("ch04: samples per point of the MNIST step and guidance sweeps",
@@ -182,9 +185,15 @@ def profile_table() -> str:
         if "values" not in f.metadata:
             continue
         values = [getattr(PROFILES[n], f.name) for n in PROFILE_NAMES]
-        cells = [value.summary() if isinstance(value, TrainingRecipe) else f"{value:,}" for value in values]
+        cells = [_cell(value) for value in values]
         lines.append(f"| {f.metadata['help']} (`{f.name}`) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, TrainingRecipe):
+        return value.summary()
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def choose_device() -> torch.device:

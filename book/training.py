@@ -100,6 +100,7 @@ def fit(
     *,
     device: torch.device | None = None,
     validate: Callable[[nn.Module], dict[str, float]] | None = None,
+    grad_scaler: torch.amp.GradScaler | None = None,
     desc: str = "training",
 ) -> dict[str, list[float]]:
     """Train ``model`` in place following ``recipe``; return the history.
@@ -114,6 +115,7 @@ def fit(
         device: where to train; defaults to the device of the model's first parameter.
         validate: called after every epoch under ``torch.no_grad()`` with the model in eval mode; each key of
             the dict it returns becomes a per-epoch entry of the history.
+        grad_scaler: a loss scaler for training in float16 (chapters 3 and 5); ``None`` for none.
     Returns:
         ``{"loss": per batch, "epoch_loss": mean per epoch, **validation metrics per epoch}``.
     Raises:
@@ -151,8 +153,13 @@ def fit(
                         "non-positive number"
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if grad_scaler is None:
+                    loss.backward()
+                    optimizer.step()
+                else:  # scale the loss up before the backward pass, the gradients down before the step
+                    grad_scaler.scale(loss).backward()
+                    grad_scaler.step(optimizer)
+                    grad_scaler.update()
                 schedule.step()
                 epoch_losses.append(value)
             history["loss"].extend(epoch_losses)

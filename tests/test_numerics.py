@@ -55,12 +55,15 @@ def test_autocast_follows_cpu_flags(monkeypatch):
     assert not bf16_is_fast(CPU) and autocast_dtype(CPU) == torch.float32
 
 
-def test_autocast_on_cuda_needs_compute_capability_8(monkeypatch):
+def test_autocast_on_cuda_bfloat16_from_compute_capability_8_float16_on_7(monkeypatch):
     cuda = torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
     assert bf16_is_fast(cuda) and autocast_dtype(cuda) == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
-    assert not bf16_is_fast(cuda) and autocast_dtype(cuda) == torch.float32
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # e.g. a 2080 Ti
+    assert not bf16_is_fast(cuda) and autocast_dtype(cuda) == torch.float16
+    assert grad_scaler(CPU, torch.float16).is_enabled() and not grad_scaler(CPU, torch.bfloat16).is_enabled()
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (6, 1))  # no tensor cores
+    assert autocast_dtype(cuda) == torch.float32
 
 
 def test_mixed_precision_follows_the_device_s_choice():

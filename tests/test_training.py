@@ -222,3 +222,31 @@ def test_drop_labels():
     assert (drop_labels(labels, 1.0, 10) == 10).all()
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         drop_labels(labels, 1.5, 10)
+
+
+def test_a_grad_scaler_changes_nothing_but_the_scale_of_the_backward_pass():
+    """Loss scaling by a power of two is exact: the scaled run ends with the same weights as the plain one."""
+    x, y = regression_data()
+    recipe = TrainingRecipe(epochs=2, batch_size=64, lr=1e-2)
+    weights = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0**12)):
+        torch.manual_seed(0)
+        model = nn.Linear(3, 1)
+        fit(model, squared_error, (x, y), recipe, grad_scaler=scaler)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_a_grad_scaler_skips_a_step_whose_gradients_overflow():
+    x, y = regression_data(64)
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127)  # scaled gradients overflow float32
+
+    def loss(model, x, y):
+        return squared_error(model, x, y) * 1e30
+
+    fit(model, loss, (x, y), TrainingRecipe(epochs=1, batch_size=64), grad_scaler=scaler)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert scaler.get_scale() < 2.0**127  # halved after the overflow
