@@ -56,6 +56,9 @@ nbval-outputs: setup data  ## re-record the outputs nbval checks (CHAPTERS=chapt
 bench: setup  ## sampler overhead, training throughput per precision, chapter times (see README)
 	$(PY) -m benchmarks.run
 
+bench-quality: setup data  ## sample quality per training minute of chapter 3's U-Net, with and without each kept lever
+	$(PY) -m benchmarks.quality
+
 results: setup  ## print the headline numbers the latest builds recorded (_build/results/<profile>.json)
 	$(PY) -m book.results
 

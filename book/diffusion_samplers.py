@@ -234,7 +234,7 @@ def sampler_rule(name: str, *, eta: float = 0.0, clip_x0: bool = True) -> StepRu
 
 def diffusion_images(eps_model: EpsModel, noise: Tensor, schedule: NoiseSchedule, rule: StepRule, *,
                      steps: int | Sequence[int], labels: Tensor | None = None,
-                     generator: torch.Generator | None = None, batch_size: int = 500,
+                     generator: torch.Generator | None = None, batch_size: int = 256,
                      device: torch.device | None = None) -> DiffusionResult:
     """Sample many images with :func:`reverse_process`, ``batch_size`` at a time, from the noise ``x_T``.
 

@@ -23,19 +23,36 @@ from book.unet import UNet, UNetConfig
 
 
 # Defined in chapters/03_unets_and_images.md, section "Training with the linear and the cosine schedule".
+def sample_times(count: int, distribution: str = "uniform", *, generator: torch.Generator | None = None,
+                 device: torch.device | None = None) -> Tensor:
+    """``count`` training times in (0, 1), shape (count,): uniform, or logit-normal (the logistic of a
+    standard normal draw) as in Esser et al. (2024). Drawn with ``generator`` on its device, returned on
+    ``device``."""
+    draw_on = generator.device if generator is not None else device
+    if distribution == "uniform":
+        t = torch.rand(count, generator=generator, device=draw_on)
+    elif distribution == "logit-normal":
+        t = torch.sigmoid(torch.randn(count, generator=generator, device=draw_on))
+    else:
+        raise ValueError(f"unknown time distribution {distribution!r}; choose 'uniform' or 'logit-normal'")
+    return t.to(device) if device is not None else t
+
+
 def flow_matching_image_loss(model: torch.nn.Module, x1: Tensor, labels: Tensor | None = None, *,
-                             schedule: Schedule, device: torch.device, label_dropout: float = 0.0) -> Tensor:
-    """Chapter 2's flow-matching loss on images (B, C, H, W) in [-1, 1], the network under mixed precision.
+                             schedule: Schedule, device: torch.device, label_dropout: float = 0.0,
+                             time_distribution: str = "uniform") -> Tensor:
+    """Chapter 2's flow-matching loss on images (B, C, H, W) in [-1, 1], the network under mixed precision,
+    with times from ``time_distribution`` (:func:`sample_times`).
 
     With ``labels`` (B,), each is replaced by the model's null class with probability ``label_dropout``
     (chapter 2's :func:`book.training.drop_labels`), so a conditional model also learns the
     unconditional field.
     """
     forward = in_mixed_precision(model, device)
-    if labels is None:
-        return flow_matching_loss(forward, x1, schedule)
-    labels = drop_labels(labels, label_dropout, model.config.null_class)
-    return flow_matching_loss(forward, x1, schedule, labels=labels)
+    if labels is not None:
+        labels = drop_labels(labels, label_dropout, model.config.null_class)
+    t = sample_times(x1.shape[0], time_distribution, device=x1.device)
+    return flow_matching_loss(forward, x1, schedule, labels=labels, t=t)
 
 
 # Defined in chapters/03_unets_and_images.md, section "Training with the linear and the cosine schedule".
@@ -53,7 +70,8 @@ def trained_flow_unet(schedule_name: str, images: Tensor, labels: Tensor, recipe
 
     def loss_fn(model: torch.nn.Module, x1: Tensor, batch_labels: Tensor) -> Tensor:
         return flow_matching_image_loss(model, x1, batch_labels, schedule=schedule, device=device,
-                                        label_dropout=recipe.label_dropout)
+                                        label_dropout=recipe.label_dropout,
+                                        time_distribution=recipe.time_distribution)
 
     with seeded(recipe.seed):
         model = UNet(UNetConfig(num_classes=10))
@@ -80,7 +98,7 @@ def solve_images(
     t_start: float = 0.0,
     t_end: float = 1.0,
     labels: Tensor | None = None,
-    batch_size: int = 500,
+    batch_size: int = 256,
     device: torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> SamplerResult:
@@ -125,7 +143,7 @@ def sample_images(
     labels: Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | None = None,
-    batch_size: int = 500,
+    batch_size: int = 256,
     shape: tuple[int, ...] = (1, 28, 28),
     dtype: torch.dtype | None = None,
 ) -> SamplerResult:
@@ -162,7 +180,7 @@ def solve_ivp_reference(
     atol: float = 1e-3,
     t_start: float = 0.0,
     t_end: float = 1.0,
-    batch_size: int = 500,
+    batch_size: int = 256,
     device: torch.device | None = None,
 ) -> ReferenceSolverResult:
     """Solve dx/dt = velocity(x, t) for all of ``x`` (N, ...) at once with ``scipy.integrate.solve_ivp``.
@@ -210,7 +228,7 @@ def solve_ivp_reference(
 
 # Defined in chapters/03_unets_and_images.md, section "Encoding and decoding with the ODE".
 def encode(velocity: Callable[..., Tensor], images01: Tensor, *, steps: int, method: str = "euler",
-           labels: Tensor | None = None, batch_size: int = 500, device: torch.device | None = None,
+           labels: Tensor | None = None, batch_size: int = 256, device: torch.device | None = None,
            dtype: torch.dtype | None = None) -> SamplerResult:
     """Images in [0, 1], (N, C, H, W), to their latents: the ODE solved backwards from t = 1 to t = 0.
 
@@ -222,7 +240,7 @@ def encode(velocity: Callable[..., Tensor], images01: Tensor, *, steps: int, met
 
 
 def decode(velocity: Callable[..., Tensor], latents: Tensor, *, steps: int, method: str = "euler",
-           labels: Tensor | None = None, batch_size: int = 500, device: torch.device | None = None,
+           labels: Tensor | None = None, batch_size: int = 256, device: torch.device | None = None,
            dtype: torch.dtype | None = None) -> SamplerResult:
     """Latents (N, C, H, W) to images: the ODE solved forwards from t = 0 to t = 1; ``samples`` in [0, 1].
 

@@ -14,6 +14,7 @@ from book.progress import progress
 # Defined in chapters/01_normalizing_flows.md, section "A training loop for every chapter".
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("cosine", "constant")
+TIME_DISTRIBUTIONS = ("uniform", "logit-normal")
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,9 @@ class TrainingRecipe:
         optimizer: ``"adam"`` or ``"adamw"`` (Adam with decoupled weight decay).
         weight_decay: AdamW's weight decay; must be 0 for Adam.
         label_dropout: the probability that a training label becomes the null class (classifier-free
-            guidance, chapters 3 and 4); 0 where there are no labels to drop.
+            guidance, chapters 2 to 4); 0 where there are no labels to drop.
+        time_distribution: how a flow-matching loss draws its times t (chapter 3): ``"uniform"`` on [0, 1],
+            or ``"logit-normal"``, the logistic of a standard normal, which trains more at intermediate t.
         seed: seeds the initial weights, the order of the data and the random draws of the loss.
     """
 
@@ -43,6 +46,7 @@ class TrainingRecipe:
     optimizer: str = "adam"
     weight_decay: float = 0.0
     label_dropout: float = 0.0
+    time_distribution: str = "uniform"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -61,6 +65,9 @@ class TrainingRecipe:
             raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay}")
         if self.weight_decay and self.optimizer != "adamw":
             raise ValueError("weight decay needs optimizer='adamw' (Adam would add it to the gradient)")
+        if self.time_distribution not in TIME_DISTRIBUTIONS:
+            raise ValueError(f"unknown time distribution {self.time_distribution!r}; choose one of "
+                             f"{', '.join(TIME_DISTRIBUTIONS)}")
         if not 0.0 <= self.label_dropout <= 1.0:
             raise ValueError(f"label_dropout is a probability in [0, 1], got {self.label_dropout}")
 
@@ -69,7 +76,7 @@ class TrainingRecipe:
         text = (f"{self.epochs} epoch{'s' if self.epochs > 1 else ''}, batch {self.batch_size}, "
                 f"{self.optimizer} {self.lr:.3g} ({self.lr_schedule})")
         defaults = TrainingRecipe(epochs=1, batch_size=1)
-        for name in ("warmup_steps", "weight_decay", "label_dropout", "seed"):
+        for name in ("warmup_steps", "weight_decay", "label_dropout", "time_distribution", "seed"):
             if getattr(self, name) != getattr(defaults, name):
                 text += f", {name.replace('_', ' ')} {getattr(self, name)}"
         return text

@@ -52,7 +52,7 @@ def translation_loss(model: torch.nn.Module, x0: Tensor, x1: Tensor, *, schedule
 
 
 def translate(velocity: Callable[[Tensor, Tensor], Tensor], source01: Tensor, *, steps: int,
-              method: str = "euler", batch_size: int = 500, device: torch.device | None = None,
+              method: str = "euler", batch_size: int = 256, device: torch.device | None = None,
               dtype: torch.dtype | None = None) -> SamplerResult:
     """Translate images: solve dx/dt = velocity(x, t) from t = 0 (the source) to t = 1.
 

@@ -100,7 +100,8 @@ def test_second_call_loads_the_stored_weights(tmp_path):
 def recipe_variants() -> dict[str, TrainingRecipe]:
     """RECIPE with one field changed, for every field (a new field fails the coverage check below)."""
     changes = {"epochs": 2, "batch_size": 3, "lr": 2e-3, "lr_schedule": "constant", "warmup_steps": 1,
-               "optimizer": "adam", "weight_decay": 0.01, "label_dropout": 0.1, "seed": 1}
+               "optimizer": "adam", "weight_decay": 0.01, "label_dropout": 0.1, "seed": 1,
+               "time_distribution": "logit-normal"}
     assert set(changes) == {f.name for f in dataclasses.fields(TrainingRecipe)}
     return {name: dataclasses.replace(RECIPE, **{name: value}) for name, value in changes.items()}
 

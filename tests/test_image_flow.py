@@ -12,6 +12,7 @@ from book.image_flow import (
     flow_matching_image_loss,
     lerp,
     sample_images,
+    sample_times,
     slerp,
     solve_images,
     solve_ivp_reference,
@@ -181,3 +182,19 @@ def test_trained_flow_unet_is_cached_per_schedule_and_data(tmp_path, monkeypatch
     assert not train("cosine").from_cache
     assert not train("linear", count=4).from_cache
     assert not train("linear", images=images.flip(0)).from_cache  # other images of the same shape
+
+
+def test_logit_normal_times_have_a_standard_normal_logit():
+    """Esser et al.'s logit-normal law: log(t / (1 - t)) is N(0, 1), so the median is 1/2 and the times
+    crowd the middle (about 38 % fall in [0.4, 0.6], against 20 % for uniform times)."""
+    g = torch.Generator().manual_seed(0)
+    t = sample_times(200_000, "logit-normal", generator=g)
+    logit = torch.log(t / (1 - t))
+    assert abs(logit.mean().item()) < 0.01 and abs(logit.std().item() - 1) < 0.01
+    middle = ((t > 0.4) & (t < 0.6)).double().mean().item()
+    expected = math.erf(math.log(1.5) / math.sqrt(2))  # P(|Z| < logit(0.6))
+    assert abs(middle - expected) < 0.005
+    uniform = sample_times(200_000, "uniform", generator=g)
+    assert abs(((uniform > 0.4) & (uniform < 0.6)).double().mean().item() - 0.2) < 0.005
+    with pytest.raises(ValueError, match="logit-normal"):
+        sample_times(3, "beta")
