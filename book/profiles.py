@@ -39,6 +39,11 @@ def _budget(help_text: str, *, smoke, cpu, gpu):
     return field(metadata={"help": help_text, "values": {"smoke": smoke, "cpu": cpu, "gpu": gpu}})
 
 
+# Chapter 3's flow-matching U-Nets: the null class for guidance, times drawn logit-normal (Esser et al. 2024;
+# measured in chapter 3 and by `make bench-quality`).
+_FM_IMAGES = {"label_dropout": 0.2, "time_distribution": "logit-normal"}
+
+
 def _recipe(epochs: int, batch_size: int, lr: float, **options) -> TrainingRecipe:
     """A recipe with Adam and a cosine-annealed learning rate (the book's default) unless ``options`` say
     otherwise; its seed is 0."""
@@ -82,13 +87,21 @@ class Profile:
     classifier_recipe: TrainingRecipe = _budget("ch03: training of the evaluation classifier",
                                                 smoke=_recipe(1, 64, 1e-3), cpu=_recipe(2, 128, 1e-3),
                                                 gpu=_recipe(5, 128, 1e-3))
-    unet_recipe: TrainingRecipe = _budget("ch03: training of the flow-matching U-Nets (label dropout for "
-                                          "guidance)", smoke=_recipe(1, 64, 2e-3, label_dropout=0.2),
-                                          cpu=_recipe(1, 128, 2e-3, label_dropout=0.2),
-                                          gpu=_recipe(20, 128, 2e-3, label_dropout=0.2))
+    unet_recipe: TrainingRecipe = _budget("ch03: training of the flow-matching U-Net that chapters 3 and 4 "
+                                          "sample (label dropout for guidance, logit-normal times)",
+                                          smoke=_recipe(1, 64, 2e-3, **_FM_IMAGES),
+                                          cpu=_recipe(3, 128, 2e-3, **_FM_IMAGES),
+                                          gpu=_recipe(20, 128, 2e-3, **_FM_IMAGES))
+    ablation_images: int = _budget("ch03: training images of the like-for-like comparisons (linear against "
+                                   "cosine, stronger against baseline U-Net)", smoke=512, cpu=20_000,
+                                   gpu=60_000)
+    ablation_recipe: TrainingRecipe = _budget("ch03: training of each U-Net of those comparisons",
+                                              smoke=_recipe(1, 64, 2e-3, **_FM_IMAGES),
+                                              cpu=_recipe(1, 128, 2e-3, **_FM_IMAGES),
+                                              gpu=_recipe(5, 128, 2e-3, **_FM_IMAGES))
     ddpm_recipe: TrainingRecipe = _budget("ch04: training of the DDPM U-Net on MNIST",
                                           smoke=_recipe(1, 64, 2e-3, label_dropout=0.2),
-                                          cpu=_recipe(1, 128, 2e-3, label_dropout=0.2),
+                                          cpu=_recipe(3, 128, 2e-3, label_dropout=0.2),
                                           gpu=_recipe(20, 128, 2e-3, label_dropout=0.2))
     sampler_noise: str = _budget("ch04: where stochastic samplers draw their noise ('host': the same "
                                  "numbers on every device; 'device': no copy per step)", smoke="host",
@@ -127,6 +140,10 @@ class Profile:
     sampler_max_steps: int = _budget("ch03: most network evaluations in the sampler sweep (a power of 2)",
                                      smoke=2, cpu=16, gpu=64)
     encode_images: int = _budget("ch03: test images encoded and decoded", smoke=8, cpu=64, gpu=256)
+    fm_guidance_weights: tuple[float, ...] = _budget("ch03: guidance weights at 16 NFE (8 Euler steps)",
+                                                     smoke=(1.0,), cpu=(0.5, 1.0, 2.0), gpu=(0.5, 1.0, 2.0))
+    fid_seeds: int = _budget("ch03: noise seeds for the FID's spread (conditional, 16 NFE)",
+                             smoke=2, cpu=3, gpu=5)
 
 
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "cpu", "gpu")
