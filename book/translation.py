@@ -74,3 +74,18 @@ def translation_trajectory(velocity: Callable[[Tensor, Tensor], Tensor], source0
     result = integrate(in_mixed_precision(velocity, device), to_model_space(source01).to(device), steps=steps,
                        return_trajectory=True)
     return to_pixels(result.trajectory).cpu()
+
+
+def deviation_from_straight(trajectory: Tensor) -> float:
+    r"""The straightness S of eq-tr-straightness for Euler paths (K + 1, N, ...) on a uniform time grid:
+
+    :math:`\sum_{n,k} \|K (x_{k+1} - x_k) - (x_K - x_0)\|^2 / (K \sum_n \|x_K - x_0\|^2)`, summed over the
+    N paths before dividing. 0 for straight lines walked at constant speed; 1 for, e.g., a right-angle turn
+    halfway.
+    """
+    if len(trajectory) < 2:
+        raise ValueError(f"a path needs at least two points (one step); got {len(trajectory)}")
+    steps = len(trajectory) - 1
+    velocity = steps * (trajectory[1:] - trajectory[:-1]).double()  # (K, N, ...): Euler's v(x_k, t_k)
+    displacement = (trajectory[-1] - trajectory[0]).double()  # (N, ...)
+    return ((velocity - displacement).pow(2).sum() / (steps * displacement.pow(2).sum())).item()
