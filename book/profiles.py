@@ -106,11 +106,18 @@ class Profile:
     sampler_noise: str = _budget("ch04: where stochastic samplers draw their noise ('host': the same "
                                  "numbers on every device; 'device': no copy per step)", smoke="host",
                                  cpu="host", gpu="device")
-    ddpm_max_steps: int = _budget("ch04: most sampler steps in the step sweep (of 10, 20, 50, 100, 1000)",
-                                  smoke=10, cpu=50, gpu=1_000)
-    ddpm_sweep_samples: int = _budget("ch04: samples per point of the MNIST step and guidance sweeps",
-                                      smoke=40, cpu=500, gpu=10_000)
-    ddpm_guidance_steps: int = _budget("ch04: DDIM steps in the guidance sweep", smoke=2, cpu=10, gpu=100)
+    ddpm_max_steps: int = _budget("ch04: most sampler steps in the step sweep (of 10, 20, 50, 100), each "
+                                  "with uniform and quadratic spacing", smoke=20, cpu=20, gpu=100)
+    ddpm_sweep_samples: int = _budget("ch04: samples per point of the MNIST step, eta and guidance sweeps",
+                                      smoke=24, cpu=400, gpu=10_000)
+    ddpm_many_steps_samples: int = _budget("ch04: samples of the run up to 1000 steps (DDIM, DDPM with "
+                                           "beta-tilde)", smoke=12, cpu=100, gpu=2_000)
+    ddpm_many_steps_ddim: int = _budget("ch04: most DDIM steps in that run (of 10, 20, 100, 1000)", smoke=20,
+                                        cpu=100, gpu=1_000)
+    ddpm_many_steps_ddpm: int = _budget("ch04: most DDPM (beta-tilde) steps in that run (of 10, 20, 100, "
+                                        "1000)", smoke=20, cpu=1_000, gpu=1_000)
+    ddpm_guidance_nfe: int = _budget("ch04: network evaluations per sample in the guidance sweep (a guided "
+                                     "DDIM step costs 2)", smoke=20, cpu=20, gpu=20)
     ddpm_compare_max_nfe: int = _budget("ch04: most NFE in the DDIM vs flow-matching comparison", smoke=4,
                                         cpu=20, gpu=100)
     ddpm_fashion_images: int = _budget("ch04: Fashion-MNIST training images", smoke=1_024, cpu=30_000,
@@ -119,13 +126,14 @@ class Profile:
                                                   smoke=_recipe(1, 64, 2e-3, label_dropout=0.2),
                                                   cpu=_recipe(1, 128, 2e-3, label_dropout=0.2),
                                                   gpu=_recipe(20, 128, 2e-3, label_dropout=0.2))
-    ddpm_fashion_samples: int = _budget("ch04: samples per point of the Fashion-MNIST sweeps", smoke=40,
+    ddpm_fashion_samples: int = _budget("ch04: samples per point of the Fashion-MNIST sweeps", smoke=20,
                                         cpu=300, gpu=10_000)
-    translation_recipe: TrainingRecipe = _budget("ch05: training of the translation U-Net",
+    translation_recipe: TrainingRecipe = _budget("ch05: training of each of the two translation U-Nets "
+                                                 "(independent and minibatch-OT pairing)",
                                                  smoke=_recipe(2, 64, 2e-3), cpu=_recipe(3, 128, 2e-3),
                                                  gpu=_recipe(100, 128, 2e-3))
     translation_images: int = _budget("ch05: training images of each domain (MNIST, Fashion-MNIST)",
-                                      smoke=128, cpu=10_000, gpu=60_000)
+                                      smoke=128, cpu=20_000, gpu=60_000)
     translation_steps: int = _budget("ch05: Euler steps of a translation", smoke=5, cpu=20, gpu=100)
     translation_eval_samples: int = _budget("ch05: translations per FID in the per-epoch curve", smoke=32,
                                             cpu=256, gpu=2_000)

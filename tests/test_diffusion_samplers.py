@@ -11,6 +11,7 @@ from book.diffusion_samplers import (
     diffusion_images,
     predicted_x0,
     probability_flow_euler_step,
+    quadratic_steps,
     reverse_process,
     sampler_rule,
     timestep_sequence,
@@ -34,6 +35,23 @@ def test_timestep_sequences():
         assert len(taus) == count and taus[-1] == T and taus[0] >= 1
         assert all(b > a for a, b in zip(taus, taus[1:], strict=False))
     assert timestep_sequence(T, [1, 10, 1000]) == [1, 10, 1000]
+
+
+def test_quadratic_steps_are_dense_near_the_data_and_end_at_T():
+    taus = quadratic_steps(T, 10)
+    assert taus == [10, 40, 90, 160, 250, 360, 490, 640, 810, 1000]  # round(T (i / S)^2)
+    for count in [1, 2, 20, 50, 100, 500]:
+        taus = quadratic_steps(T, count)
+        assert len(taus) == count and taus[-1] == T and taus[0] >= 1
+        gaps = [b - a for a, b in zip(taus, taus[1:], strict=False)]
+        assert all(gap >= 1 for gap in gaps)  # strictly increasing
+        assert all(b >= a - 1 for a, b in zip(gaps, gaps[1:], strict=False))  # ever sparser, up to rounding
+        assert count < 3 or gaps[-1] > gaps[0]
+    assert quadratic_steps(T, 100)[:3] == [1, 2, 3]  # round(0.1) = 0 and round(0.4) = 0: pushed up by one
+    assert quadratic_steps(T, T) == timestep_sequence(T, T)  # every step: nothing left to space
+    for count in (0, T + 1):
+        with pytest.raises(ValueError, match="number of steps"):
+            quadratic_steps(T, count)
 
 
 @pytest.mark.parametrize("steps", [0, -5, T + 1, [], [0, 10], [10, 10, 20], [20, 10], [5, 1001]])
@@ -72,6 +90,21 @@ def test_ddim_with_eta_one_is_ddpm_with_beta_tilde(count):
     assert torch.allclose(ddpm.std, ddim.std, atol=1e-10)
     assert torch.allclose(ddpm.x0, ddim.x0)
     assert ddpm.noisy and ddim.noisy
+
+
+def test_ddim_with_eta_one_samples_what_ddpm_with_beta_tilde_samples():
+    """The whole reverse process, clipping included, on the same starting and added noise."""
+    noise = torch.randn(6, 1, 3, 3, generator=torch.Generator().manual_seed(4))
+
+    def eps(x, t, labels):  # a fixed predictor whose x0_hat leaves [-1, 1] at large t, so clipping acts
+        return torch.tanh(x) * (t.view(-1, 1, 1, 1) / T)
+
+    samples = [reverse_process(eps, noise, SCHEDULE, sampler_rule(name, eta=1.0) if name == "ddim"
+                               else sampler_rule(name), steps=quadratic_steps(T, 10),
+                               generator=torch.Generator().manual_seed(5)).samples
+               for name in ("ddim", "ddpm-beta-tilde", "ddpm-beta")]
+    assert torch.allclose(samples[0], samples[1], atol=1e-5)
+    assert not torch.allclose(samples[0], samples[2], atol=1e-2)  # the other variance does differ
 
 
 @pytest.mark.parametrize("count", [1000, 50, 10, 2, 1])

@@ -15,8 +15,11 @@ from book.evaluation import (
     classification_loss,
     classifier_features,
     fid,
+    fraction_covered,
     frechet_distance,
     gaussian_frechet_distance,
+    knn_radii,
+    precision_recall,
     predicted_classes,
     symmetric_sqrt,
     trained_classifier,
@@ -182,3 +185,24 @@ def test_class_spread():
     assert class_spread(torch.ones(6, 3) * labels[:6, None], labels[:6]) == 0.0
     with pytest.raises(ValueError, match="at least two"):
         class_spread(torch.randn(3, 2), torch.tensor([0, 1, 2]))
+
+
+def test_knn_radii_and_coverage_on_a_line():
+    points = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    # neighbours of 0: 1, 3, 7; of 1: 0 (1), 3 (2), 7; of 3: 1 (2), 0 (3), 7 (4); of 7: 3, 1, 0
+    assert knn_radii(points, k=1).tolist() == [1.0, 1.0, 2.0, 4.0]
+    assert knn_radii(points, k=2, batch_size=3).tolist() == [3.0, 2.0, 3.0, 6.0]
+    queries = torch.tensor([[-0.5], [5.0], [12.0]])
+    assert fraction_covered(queries, points, knn_radii(points, k=1)) == pytest.approx(2 / 3)
+
+
+def test_precision_and_recall_separate_fidelity_from_coverage():
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(2000, 2, generator=generator)
+    same = precision_recall(real, torch.randn(2000, 2, generator=generator))
+    assert same.precision > 0.9 and same.recall > 0.9
+    collapsed = precision_recall(real, 0.1 * torch.randn(2000, 2, generator=generator))  # one mode only
+    assert collapsed.precision > 0.99 and collapsed.recall < 0.2
+    far = precision_recall(real, torch.randn(2000, 2, generator=generator) + 20.0)  # nothing realistic
+    assert far.precision == 0.0 and far.recall == 0.0
+
