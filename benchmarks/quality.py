@@ -142,12 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['uncond_fid']:>10.2f} {100 * row['cond_accuracy']:>7.1f}%"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality.json").write_text(
-        json.dumps(
-            {"floor": floor, "samples": args.samples, "nfe": args.nfe, "device": str(device), "rows": rows},
-            indent=1,
-        )
-    )
+    summary = {"floor": floor, "samples": args.samples, "nfe": args.nfe, "device": str(device), "rows": rows}
+    partial = args.out / "quality.json.partial"  # written whole, then renamed: no half-written results
+    partial.write_text(json.dumps(summary, indent=1))
+    partial.replace(args.out / "quality.json")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for arm, color in zip(ARMS, [NOISE_COLOR, MODEL_COLOR], strict=True):
         own = [row for row in rows if row["arm"] == arm]
@@ -166,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(args.out / "quality.png", dpi=100)
+    partial = args.out / "quality.partial.png"
+    fig.savefig(partial, dpi=100)
+    partial.replace(args.out / "quality.png")
     print(f"wrote {args.out / 'quality.json'} and {args.out / 'quality.png'}")
     return 0
 

@@ -16,6 +16,7 @@ def test_quality_per_minute_table(tmp_path, monkeypatch):
                          "--nfe", "2", "--out", str(out)]) == 0
     result = json.loads((out / "quality.json").read_text())
     assert (out / "quality.png").stat().st_size > 0
+    assert sorted(path.name for path in out.iterdir()) == ["quality.json", "quality.png"]  # nothing partial
     assert [(row["arm"], row["epoch"]) for row in result["rows"]] == [
         (arm, epoch) for arm in quality.ARMS for epoch in (1, 2)]
     for arm in quality.ARMS:
