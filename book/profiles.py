@@ -39,9 +39,11 @@ def _budget(help_text: str, *, smoke, cpu, gpu):
     return field(metadata={"help": help_text, "values": {"smoke": smoke, "cpu": cpu, "gpu": gpu}})
 
 
-# Chapter 3's flow-matching U-Nets: the null class for guidance, times drawn logit-normal (Esser et al. 2024;
-# measured in chapter 3 and by `make bench-quality`).
-_FM_IMAGES = {"label_dropout": 0.3, "time_distribution": "logit-normal"}
+# The image U-Nets of chapters 3 and 4 learn the null class for guidance from labels dropped at this rate.
+_IMAGE_LABEL_DROPOUT = 0.3
+# Chapter 3's flow-matching U-Nets also draw their times logit-normal (Esser et al. 2024; measured in
+# chapter 3 and by `make bench-quality`).
+_FM_IMAGES = {"label_dropout": _IMAGE_LABEL_DROPOUT, "time_distribution": "logit-normal"}
 
 
 def _recipe(epochs: int, batch_size: int, lr: float, **options) -> TrainingRecipe:
@@ -100,9 +102,9 @@ class Profile:
                                               cpu=_recipe(1, 128, 2e-3, **_FM_IMAGES),
                                               gpu=_recipe(5, 128, 2e-3, **_FM_IMAGES))
     ddpm_recipe: TrainingRecipe = _budget("ch04: training of the DDPM U-Net on MNIST",
-                                          smoke=_recipe(1, 64, 2e-3, label_dropout=0.3),
-                                          cpu=_recipe(3, 128, 2e-3, label_dropout=0.3),
-                                          gpu=_recipe(20, 128, 2e-3, label_dropout=0.3))
+                                          smoke=_recipe(1, 64, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
+                                          cpu=_recipe(3, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
+                                          gpu=_recipe(20, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT))
     sampler_noise: str = _budget("ch04: where stochastic samplers draw their noise ('host': the same "
                                  "numbers on every device; 'device': no copy per step)", smoke="host",
                                  cpu="host", gpu="device")
