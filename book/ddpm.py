@@ -179,11 +179,22 @@ def network_eps(model: torch.nn.Module, num_steps: int, device: torch.device | N
     return eps
 
 
+def min_snr_weights(schedule: NoiseSchedule, gamma: float) -> Tensor:
+    r"""The weights :math:`w_t = \min(\mathrm{SNR}_t, \gamma) / \mathrm{SNR}_t` of (eq-ddpm-min-snr), shape
+    (T + 1,) float64, indexed by the step t (entry 0, the data, is unused); ``gamma`` must be positive."""
+    if not gamma > 0:
+        raise ValueError(f"gamma must be positive (use ddpm_loss without step_weights for the simple loss), "
+                         f"got {gamma}")
+    snr = schedule.alpha_bars / (1 - schedule.alpha_bars)  # infinite at t = 0, where the weight is 0
+    return snr.clamp(max=gamma) / snr
+
+
 def ddpm_loss(eps_model: EpsModel, x0: Tensor, schedule: NoiseSchedule, *, labels: Tensor | None = None,
-              t: Tensor | None = None, eps: Tensor | None = None,
+              t: Tensor | None = None, eps: Tensor | None = None, step_weights: Tensor | None = None,
               generator: torch.Generator | None = None) -> Tensor:
     r"""The simple loss (eq-ddpm-loss), a scalar: :math:`\|\epsilon - \epsilon_\theta(x_t, t, c)\|^2` averaged
-    over the batch and every coordinate, with :math:`x_t` from (eq-ddpm-closed-form).
+    over the batch and every coordinate, with :math:`x_t` from (eq-ddpm-closed-form); with ``step_weights``,
+    each sample's error is weighted by its step's entry first (eq-ddpm-min-snr).
 
     Args:
         eps_model: the noise predictor, ``eps_model(x_t, t, labels)``.
@@ -191,6 +202,7 @@ def ddpm_loss(eps_model: EpsModel, x0: Tensor, schedule: NoiseSchedule, *, label
         labels: classes, shape (B,), or ``None``.
         t: steps, shape (B,) int64 in 1..T; drawn uniformly when omitted.
         eps: noise, shape (B, ...); drawn from N(0, I) when omitted.
+        step_weights: a weight per step, shape (T + 1,) (:func:`min_snr_weights`); ``None``: all 1.
         generator: the random generator for ``t`` and ``eps`` (draws are moved to ``x0``'s device).
     """
     draw_on = generator.device if generator is not None else x0.device
@@ -200,26 +212,38 @@ def ddpm_loss(eps_model: EpsModel, x0: Tensor, schedule: NoiseSchedule, *, label
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=draw_on)
     t, eps = t.to(x0.device), eps.to(x0.device)
     x_t = q_sample(schedule, x0, t, eps)
-    return (eps_model(x_t, t, labels) - eps).pow(2).mean()
+    error = (eps_model(x_t, t, labels) - eps).pow(2)
+    if step_weights is None:
+        return error.mean()
+    weight = step_weights.to(device=x0.device, dtype=error.dtype)[t]  # (B,)
+    return (weight * error.flatten(1).mean(dim=1)).mean()
 
 
 # Defined in chapters/04_ddpm_guidance_ddim.md, section "Time conditioning".
+MIN_SNR_GAMMA = 5.0
+r"""The cap :math:`\gamma` of the min-SNR weighting (eq-ddpm-min-snr) that the book's DDPMs train with."""
+
+
 def ddpm_image_loss(model: torch.nn.Module, x0: Tensor, labels: Tensor | None = None, *,
-                    schedule: NoiseSchedule, device: torch.device, label_dropout: float = 0.0) -> Tensor:
+                    schedule: NoiseSchedule, device: torch.device, label_dropout: float = 0.0,
+                    step_weights: Tensor | None = None) -> Tensor:
     """:func:`ddpm_loss` for a U-Net on images (B, C, H, W) in [-1, 1], the network under mixed precision.
 
     With ``labels`` (B,), each is replaced by the model's null class with probability ``label_dropout``, so a
-    conditional model also learns the unconditional noise (classifier-free guidance).
+    conditional model also learns the unconditional noise (classifier-free guidance). ``step_weights`` as in
+    :func:`ddpm_loss`.
     """
     if labels is not None:
         labels = drop_labels(labels, label_dropout, model.config.null_class)
-    return ddpm_loss(network_eps(model, schedule.num_steps, device), x0, schedule, labels=labels)
+    return ddpm_loss(network_eps(model, schedule.num_steps, device), x0, schedule, labels=labels,
+                     step_weights=step_weights)
 
 
 def trained_ddpm(images: Tensor, labels: Tensor, recipe: TrainingRecipe, *, dataset: str,
                  device: torch.device) -> CachedRun:
     """A class-conditional DDPM U-Net (chapter 3's :class:`~book.unet.UNet`, 10 classes plus the null class)
-    trained with :func:`ddpm_image_loss` on the linear schedule (T = 1000), through the model cache.
+    trained with :func:`ddpm_image_loss` on the linear schedule (T = 1000), weighted by min-SNR-γ with γ =
+    :data:`MIN_SNR_GAMMA`, through the model cache.
 
     Args:
         images: training images in model space [-1, 1], shape (N, 1, 28, 28).
@@ -231,10 +255,11 @@ def trained_ddpm(images: Tensor, labels: Tensor, recipe: TrainingRecipe, *, data
         the :class:`~book.cache.CachedRun` (``model``, ``history``, ``from_cache``).
     """
     schedule = linear_beta_schedule().to(device)
+    weights = min_snr_weights(schedule, MIN_SNR_GAMMA)
 
     def loss_fn(model: torch.nn.Module, x0: Tensor, batch_labels: Tensor) -> Tensor:
         return ddpm_image_loss(model, x0, batch_labels, schedule=schedule, device=device,
-                               label_dropout=recipe.label_dropout)
+                               label_dropout=recipe.label_dropout, step_weights=weights)
 
     with seeded(recipe.seed):
         model = UNet(UNetConfig(num_classes=10))
@@ -243,7 +268,8 @@ def trained_ddpm(images: Tensor, labels: Tensor, recipe: TrainingRecipe, *, data
         lambda model: fit(model, loss_fn, (images, labels), recipe, device=device,
                           grad_scaler=grad_scaler(device, autocast_dtype(device)), desc=f"DDPM, {dataset}"),
         recipe=recipe, data={"dataset": dataset, "schedule": "linear", "steps": schedule.num_steps,
-                             "images": len(images), "fingerprint": fingerprint(images, labels)},
+                             "weighting": f"min-snr-{MIN_SNR_GAMMA:g}", "images": len(images),
+                             "fingerprint": fingerprint(images, labels)},
         device=device, code=[fit, ddpm_image_loss],
     )
     run.model.eval()

@@ -124,10 +124,11 @@ class Profile:
                                         cpu=20, gpu=100)
     ddpm_fashion_images: int = _budget("ch04: Fashion-MNIST training images", smoke=1_024, cpu=30_000,
                                        gpu=60_000)
-    fashion_ddpm_recipe: TrainingRecipe = _budget("ch04: training of the DDPM U-Net on Fashion-MNIST",
-                                                  smoke=_recipe(1, 64, 2e-3, label_dropout=0.2),
-                                                  cpu=_recipe(1, 128, 2e-3, label_dropout=0.2),
-                                                  gpu=_recipe(20, 128, 2e-3, label_dropout=0.2))
+    fashion_ddpm_recipe: TrainingRecipe = _budget(
+        "ch04: training of the DDPM U-Net on Fashion-MNIST",
+        smoke=_recipe(1, 64, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
+        cpu=_recipe(1, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
+        gpu=_recipe(20, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT))
     ddpm_fashion_samples: int = _budget("ch04: samples per point of the Fashion-MNIST sweeps", smoke=20,
                                         cpu=300, gpu=10_000)
     translation_recipe: TrainingRecipe = _budget("ch05: training of each of the two translation U-Nets "

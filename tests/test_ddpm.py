@@ -12,6 +12,7 @@ from book.ddpm import (
     ddpm_loss,
     forward_step,
     linear_beta_schedule,
+    min_snr_weights,
     network_eps,
     per_sample,
     q_sample,
@@ -186,6 +187,44 @@ def test_loss_of_the_exact_predictor_for_gaussian_data():
     ab = schedule.alpha_bars[1:]
     expected = (1 - (1 - ab) / (ab * std**2 + 1 - ab)).mean().item()
     assert ddpm_loss(exact, x0, schedule, generator=generator).item() == pytest.approx(expected, abs=0.01)
+
+
+def test_min_snr_weights_cap_the_signal_to_noise_ratio():
+    schedule = linear_beta_schedule()
+    snr = schedule.alpha_bars / (1 - schedule.alpha_bars)
+    weights = min_snr_weights(schedule, 5.0)
+    assert weights.shape == (1001,) and weights[0] == 0
+    low = snr[1:] <= 5.0
+    assert torch.equal(weights[1:][low], torch.ones(int(low.sum()), dtype=torch.float64))
+    assert torch.allclose(weights[1:][~low], 5.0 / snr[1:][~low])
+    assert 0 < (~low).sum() < 1000 and weights[1] == pytest.approx(5.0 / snr[1].item())
+    with pytest.raises(ValueError, match="gamma must be positive"):
+        min_snr_weights(schedule, 0.0)
+
+
+def test_weighted_loss_weights_each_sample_by_its_step():
+    schedule = linear_beta_schedule()
+    x0 = torch.randn(6, 1, 3, 3, dtype=torch.float64)
+    t = torch.tensor([1, 2, 50, 300, 700, 1000])
+    eps = torch.randn_like(x0)
+
+    def zero(x_t, t_, labels):
+        return torch.zeros_like(x_t)
+
+    weights = torch.linspace(0, 2, 1001, dtype=torch.float64)
+    by_hand = (weights[t] * eps.pow(2).flatten(1).mean(dim=1)).mean()
+    weighted = ddpm_loss(zero, x0, schedule, t=t, eps=eps, step_weights=weights)
+    assert weighted.item() == pytest.approx(by_hand.item(), rel=1e-12)
+    ones = ddpm_loss(zero, x0, schedule, t=t, eps=eps, step_weights=torch.ones(1001, dtype=torch.float64))
+    assert ones.item() == pytest.approx(ddpm_loss(zero, x0, schedule, t=t, eps=eps).item(), rel=1e-12)
+    # eq-ddpm-snr-weight: with w = 1 / SNR the noise error becomes the data error
+    snr = schedule.alpha_bars / (1 - schedule.alpha_bars)
+    at = schedule.at(t, x0)
+    x_t = at.alpha * x0 + at.sigma * eps
+    guess = torch.randn_like(x0)
+    x0_error = (x0 - (x_t - at.sigma * guess) / at.alpha).pow(2).flatten(1).mean(dim=1).mean()
+    data_loss = ddpm_loss(lambda *_: guess, x0, schedule, t=t, eps=eps, step_weights=1 / snr)
+    assert data_loss.item() == pytest.approx(x0_error.item(), rel=1e-9)
 
 
 class _RecordingNet(torch.nn.Module):
