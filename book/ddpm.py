@@ -240,7 +240,7 @@ def ddpm_image_loss(model: torch.nn.Module, x0: Tensor, labels: Tensor | None = 
 
 
 def trained_ddpm(images: Tensor, labels: Tensor, recipe: TrainingRecipe, *, dataset: str,
-                 device: torch.device) -> CachedRun:
+                 device: torch.device, start_from: CachedRun | None = None) -> CachedRun:
     """A class-conditional DDPM U-Net (chapter 3's :class:`~book.unet.UNet`, 10 classes plus the null class)
     trained with :func:`ddpm_image_loss` on the linear schedule (T = 1000), weighted by min-SNR-γ with γ =
     :data:`MIN_SNR_GAMMA`, through the model cache.
@@ -251,6 +251,8 @@ def trained_ddpm(images: Tensor, labels: Tensor, recipe: TrainingRecipe, *, data
         recipe: how to train; ``recipe.label_dropout`` is the rate of the null class.
         dataset: names the model (``"mnist"``, ``"fashion-mnist"``).
         device: where to train; the returned model is there, in eval mode.
+        start_from: a trained run of the same architecture whose weights training starts from (fine-tuning);
+            ``None`` starts from random weights. Its cache file's name enters this model's cache key.
     Returns:
         the :class:`~book.cache.CachedRun` (``model``, ``history``, ``from_cache``).
     """
@@ -263,14 +265,17 @@ def trained_ddpm(images: Tensor, labels: Tensor, recipe: TrainingRecipe, *, data
 
     with seeded(recipe.seed):
         model = UNet(UNetConfig(num_classes=10))
+    data = {"dataset": dataset, "schedule": "linear", "steps": schedule.num_steps,
+            "weighting": f"min-snr-{MIN_SNR_GAMMA:g}", "images": len(images),
+            "fingerprint": fingerprint(images, labels)}
+    if start_from is not None:
+        model.load_state_dict(start_from.model.state_dict())
+        data["initial_weights"] = start_from.path.name
     run = load_or_train(
         f"ddpm-unet-{dataset}", model,
         lambda model: fit(model, loss_fn, (images, labels), recipe, device=device,
                           grad_scaler=grad_scaler(device, autocast_dtype(device)), desc=f"DDPM, {dataset}"),
-        recipe=recipe, data={"dataset": dataset, "schedule": "linear", "steps": schedule.num_steps,
-                             "weighting": f"min-snr-{MIN_SNR_GAMMA:g}", "images": len(images),
-                             "fingerprint": fingerprint(images, labels)},
-        device=device, code=[fit, ddpm_image_loss],
+        recipe=recipe, data=data, device=device, code=[fit, ddpm_image_loss],
     )
     run.model.eval()
     return run

@@ -140,11 +140,11 @@ class Profile:
     translation_steps: int = _budget("ch05: Euler steps of a translation", smoke=5, cpu=20, gpu=100)
     translation_eval_samples: int = _budget("ch05: translations per FID in the per-epoch curve", smoke=32,
                                             cpu=256, gpu=2_000)
-    precision_steps: int = _budget("ch05: training steps per precision in the comparison", smoke=2, cpu=15,
+    precision_steps: int = _budget("ch05: training steps per precision in the comparison", smoke=2, cpu=10,
                                    gpu=300)
-    precision_samples: int = _budget("ch05: translations per precision (FID and timing)", smoke=64, cpu=256,
+    precision_samples: int = _budget("ch05: translations per precision (FID and timing)", smoke=64, cpu=128,
                                      gpu=5_000)
-    timing_repeats: int = _budget("ch05: timed repeats per precision (after one warm-up)", smoke=1, cpu=3,
+    timing_repeats: int = _budget("ch05: timed repeats per precision (after one warm-up)", smoke=1, cpu=2,
                                   gpu=5)
     fid_samples: int = _budget("ch03-05: samples per FID", smoke=128, cpu=1_000, gpu=10_000)
     image_sampling_steps: int = _budget("ch03-05: default sampler steps", smoke=5, cpu=50, gpu=100)

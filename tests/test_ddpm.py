@@ -285,3 +285,24 @@ def test_trained_ddpm_is_seeded_and_cached_per_dataset(tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_CACHE", str(tmp_path / "a"))
     fashion = trained_ddpm(images, labels, recipe, dataset="fashion-mnist", device=cpu)
     assert not fashion.from_cache and fashion.path.name.startswith("ddpm-unet-fashion-mnist-")
+
+
+def test_trained_ddpm_fine_tunes_from_a_run_and_keys_the_cache_by_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_CACHE", str(tmp_path))
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(8, 1, 28, 28, generator=generator) * 2 - 1, torch.arange(8) % 10
+    cpu = torch.device("cpu")
+    start = trained_ddpm(images, labels, TrainingRecipe(epochs=1, batch_size=4, lr=2e-3), dataset="mnist",
+                         device=cpu)
+    still = TrainingRecipe(epochs=1, batch_size=4, lr=1e-12)  # Adam moves each weight by about lr per step
+    scratch = trained_ddpm(images, labels, still, dataset="fashion-mnist", device=cpu)
+    tuned = trained_ddpm(images, labels, still, dataset="fashion-mnist", device=cpu, start_from=start)
+    assert not tuned.from_cache and tuned.path != scratch.path  # the starting weights are part of the key
+    for name, tensor in start.model.state_dict().items():
+        if tensor.is_floating_point() and tensor.numel() > 1:
+            assert torch.allclose(tuned.model.state_dict()[name], tensor, atol=1e-9), name
+    changed = [name for name, tensor in start.model.state_dict().items()
+               if not torch.allclose(scratch.model.state_dict()[name], tensor, atol=1e-6)]
+    assert changed  # from scratch, the weights are the random initial ones, not the start's
+    again = trained_ddpm(images, labels, still, dataset="fashion-mnist", device=cpu, start_from=start)
+    assert again.from_cache and again.path == tuned.path
