@@ -158,6 +158,7 @@ def load_or_train(
     data: Mapping[str, object],
     device: torch.device,
     code: Sequence[object] = (),
+    start_from: CachedRun | None = None,
 ) -> CachedRun:
     """Load ``model``'s weights from the cache, or train it with ``train(model)`` and store the result.
 
@@ -171,7 +172,24 @@ def load_or_train(
         device: where it trains; the kind of device enters the key (GPU and CPU arithmetic differ), and the
             returned model is there.
         code: objects whose defining modules' source enters the key, in addition to ``type(model)``.
+        start_from: a trained run of the same architecture whose weights training starts from (fine-tuning,
+            a warm start) instead of ``model``'s initial ones; the name of its cache file, which holds its own
+            key, enters this key as ``data["initial_weights"]``.
+
+    Raises:
+        ValueError: if ``start_from`` has no cache file (it was not made by this function), or its weights do
+            not fit ``model``.
     """
+    if start_from is not None:
+        if start_from.path is None:
+            raise ValueError("start_from must be a run returned by load_or_train (it names the starting "
+                             "weights by their cache file)")
+        try:
+            model.load_state_dict(start_from.model.state_dict())
+        except RuntimeError as error:
+            raise ValueError(f"the weights of {start_from.path.name} do not fit {type(model).__name__}: "
+                             f"build the model with the starting run's config ({error})") from error
+        data = {**data, "initial_weights": start_from.path.name}
     payload = {"recipe": dataclasses.asdict(recipe), "model": describe_model(model), "data": dict(data),
                "device": torch.device(device).type, "code": code_hash([type(model), *code])}
     path = cache_dir() / f"{name}-{cache_key(name, payload)}.pt"

@@ -268,14 +268,11 @@ def trained_ddpm(images: Tensor, labels: Tensor, recipe: TrainingRecipe, *, data
     data = {"dataset": dataset, "schedule": "linear", "steps": schedule.num_steps,
             "weighting": f"min-snr-{MIN_SNR_GAMMA:g}", "images": len(images),
             "fingerprint": fingerprint(images, labels)}
-    if start_from is not None:
-        model.load_state_dict(start_from.model.state_dict())
-        data["initial_weights"] = start_from.path.name
     run = load_or_train(
         f"ddpm-unet-{dataset}", model,
         lambda model: fit(model, loss_fn, (images, labels), recipe, device=device,
                           grad_scaler=grad_scaler(device, autocast_dtype(device)), desc=f"DDPM, {dataset}"),
-        recipe=recipe, data=data, device=device, code=[fit, ddpm_image_loss],
+        recipe=recipe, data=data, device=device, code=[fit, ddpm_image_loss], start_from=start_from,
     )
     run.model.eval()
     return run

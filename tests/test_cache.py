@@ -235,3 +235,30 @@ def test_the_name_index_lists_the_package_s_top_level_definitions(fresh_name_ind
     assert names["TrainingRecipe"] == "book.training" and names["fit"] == "book.training"
     assert names["UNet"] == "book.unet" and names["reverse_process"] == "book.diffusion_samplers"
     assert names["to_pixels"] == "book.numerics" and "to_pixels" not in vars(sys.modules["book.cache"])
+
+
+def test_start_from_loads_the_starting_weights_and_enters_the_key():
+    start = stored("start", calls=[])
+    calls: list[int] = []
+    fresh = stored("tuned", model=make_model(), calls=calls)  # random initial weights, one training
+    torch.manual_seed(1)
+    other_init = nn.Linear(3, 2)  # a different initialisation: start_from must replace it
+    tuned = cache.load_or_train("tuned", other_init, counting_trainer(calls), recipe=RECIPE, data=DATA,
+                                device=CPU, start_from=start)
+    assert not tuned.from_cache and tuned.path != fresh.path and calls == [1, 1]
+    # counting_trainer adds 1 to the first parameter: the result is the start's weights plus 1
+    assert torch.equal(tuned.model.weight, start.model.weight + 1)
+    assert torch.equal(tuned.model.bias, start.model.bias)
+    again = cache.load_or_train("tuned", make_model(), counting_trainer(calls), recipe=RECIPE, data=DATA,
+                                device=CPU, start_from=start)
+    assert again.from_cache and again.path == tuned.path and calls == [1, 1]
+
+
+def test_start_from_refuses_a_run_without_a_file_or_of_another_shape():
+    with pytest.raises(ValueError, match="returned by load_or_train"):
+        cache.load_or_train("tuned", make_model(), counting_trainer([]), recipe=RECIPE, data=DATA, device=CPU,
+                            start_from=cache.CachedRun(model=make_model()))
+    start = stored("start")
+    with pytest.raises(ValueError, match="do not fit"):
+        cache.load_or_train("wider", make_model(out_features=5), counting_trainer([]), recipe=RECIPE,
+                            data=DATA, device=CPU, start_from=start)
