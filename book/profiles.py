@@ -92,7 +92,7 @@ class Profile:
     unet_recipe: TrainingRecipe = _budget("ch03: training of the flow-matching U-Net that chapters 3 and 4 "
                                           "sample (label dropout for guidance, logit-normal times)",
                                           smoke=_recipe(1, 64, 2e-3, **_FM_IMAGES),
-                                          cpu=_recipe(3, 128, 2e-3, **_FM_IMAGES),
+                                          cpu=_recipe(4, 128, 2e-3, **_FM_IMAGES),
                                           gpu=_recipe(20, 128, 2e-3, **_FM_IMAGES))
     ablation_images: int = _budget("ch03: training images of the like-for-like comparisons (linear against "
                                    "cosine, stronger against baseline U-Net)", smoke=512, cpu=20_000,
@@ -103,7 +103,7 @@ class Profile:
                                               gpu=_recipe(5, 128, 2e-3, **_FM_IMAGES))
     ddpm_recipe: TrainingRecipe = _budget("ch04: training of the DDPM U-Net on MNIST",
                                           smoke=_recipe(1, 64, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
-                                          cpu=_recipe(3, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
+                                          cpu=_recipe(5, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
                                           gpu=_recipe(20, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT))
     sampler_noise: str = _budget("ch04: where stochastic samplers draw their noise ('host': the same "
                                  "numbers on every device; 'device': no copy per step)", smoke="host",
@@ -127,13 +127,13 @@ class Profile:
     fashion_ddpm_recipe: TrainingRecipe = _budget(
         "ch04: training of the DDPM U-Net on Fashion-MNIST",
         smoke=_recipe(1, 64, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
-        cpu=_recipe(1, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
+        cpu=_recipe(2, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
         gpu=_recipe(20, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT))
     ddpm_fashion_samples: int = _budget("ch04: samples per point of the Fashion-MNIST sweeps", smoke=20,
                                         cpu=300, gpu=10_000)
     translation_recipe: TrainingRecipe = _budget("ch05: training of each of the two translation U-Nets "
                                                  "(independent and minibatch-OT pairing)",
-                                                 smoke=_recipe(2, 64, 2e-3), cpu=_recipe(3, 128, 2e-3),
+                                                 smoke=_recipe(2, 64, 2e-3), cpu=_recipe(4, 128, 2e-3),
                                                  gpu=_recipe(100, 128, 2e-3))
     translation_images: int = _budget("ch05: training images of each domain (MNIST, Fashion-MNIST)",
                                       smoke=128, cpu=20_000, gpu=60_000)
