@@ -40,13 +40,13 @@ def _budget(help_text: str, *, smoke, cpu, gpu):
 
 
 # Chapter 4's DDPM U-Nets learn the null class for guidance from labels dropped at this rate.
-_IMAGE_LABEL_DROPOUT = 0.3
+_DDPM_LABEL_DROPOUT = 0.3
 # Chapter 3's flow-matching U-Nets drop half of their labels: their null class is also the book's
 # unconditional image model (at 0.3, the cpu build's unconditional FID at 16 Euler steps was 31.68, at 0.5
 # 27.45), and they draw their times logit-normal (Esser et al. 2024; measured in chapter 3 and by
 # `make bench-quality`).
-_FM_IMAGE_LABEL_DROPOUT = 0.5
-_FM_IMAGES = {"label_dropout": _FM_IMAGE_LABEL_DROPOUT, "time_distribution": "logit-normal"}
+_FM_LABEL_DROPOUT = 0.5
+_FM_IMAGES = {"label_dropout": _FM_LABEL_DROPOUT, "time_distribution": "logit-normal"}
 
 
 def _recipe(epochs: int, batch_size: int, lr: float, **options) -> TrainingRecipe:
@@ -105,9 +105,9 @@ class Profile:
                                               cpu=_recipe(1, 128, 2e-3, **_FM_IMAGES),
                                               gpu=_recipe(5, 128, 2e-3, **_FM_IMAGES))
     ddpm_recipe: TrainingRecipe = _budget("ch04: training of the DDPM U-Net on MNIST",
-                                          smoke=_recipe(1, 64, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
-                                          cpu=_recipe(5, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
-                                          gpu=_recipe(20, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT))
+                                          smoke=_recipe(1, 64, 2e-3, label_dropout=_DDPM_LABEL_DROPOUT),
+                                          cpu=_recipe(5, 128, 2e-3, label_dropout=_DDPM_LABEL_DROPOUT),
+                                          gpu=_recipe(20, 128, 2e-3, label_dropout=_DDPM_LABEL_DROPOUT))
     sampler_noise: str = _budget("ch04: where stochastic samplers draw their noise ('host': the same "
                                  "numbers on every device; 'device': no copy per step)", smoke="host",
                                  cpu="host", gpu="device")
@@ -129,9 +129,9 @@ class Profile:
                                        gpu=60_000)
     fashion_ddpm_recipe: TrainingRecipe = _budget(
         "ch04: training of the DDPM U-Net on Fashion-MNIST",
-        smoke=_recipe(1, 64, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
-        cpu=_recipe(2, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT),
-        gpu=_recipe(20, 128, 2e-3, label_dropout=_IMAGE_LABEL_DROPOUT))
+        smoke=_recipe(1, 64, 2e-3, label_dropout=_DDPM_LABEL_DROPOUT),
+        cpu=_recipe(2, 128, 2e-3, label_dropout=_DDPM_LABEL_DROPOUT),
+        gpu=_recipe(20, 128, 2e-3, label_dropout=_DDPM_LABEL_DROPOUT))
     ddpm_fashion_samples: int = _budget("ch04: samples per point of the Fashion-MNIST sweeps", smoke=20,
                                         cpu=300, gpu=10_000)
     translation_recipe: TrainingRecipe = _budget("ch05: training of each of the two translation U-Nets "
